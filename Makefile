@@ -1,0 +1,45 @@
+# kick — two commands on a fresh machine:  `make demo`  and  `make test`.
+# Both create the virtual environment first (only Python >= 3.10 and pip needed, no conda).
+#
+# torch is installed first from TORCH_SPEC so that pip never resolves a second, multi-GB build:
+# on the project's CPU machines `torch==2.13.0` is the CPU wheel on local disk; on a GPU machine the
+# same pin gets PyPI's normal (CUDA) build. Override it, e.g. `make setup TORCH_SPEC="torch==2.5.1"`,
+# or reuse a torch you already have with `make setup VENV_FLAGS=--system-site-packages`.
+
+PYTHON     ?= python3
+VENV       ?= .venv
+VENV_FLAGS ?=
+TORCH_SPEC ?= torch==2.13.0
+EXTRAS     ?= dev
+BIN        := $(VENV)/bin
+
+.PHONY: setup demo test test-all bench lab clean-results
+
+setup: $(VENV)/.kick-installed
+
+$(VENV)/.kick-installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV_FLAGS) $(VENV)
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -e ".[$(EXTRAS)]"
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $@
+
+## The main job: the demo study on the embedded default (trains the small world model once, ~8 min).
+demo: setup
+	$(BIN)/kick run params/demo.yaml
+
+## The test suite (fast selection; slow/gpu/network tests are opt-in).
+test: setup
+	$(BIN)/python -m pytest
+
+test-all: setup
+	$(BIN)/python -m pytest -m "not gpu and not network"
+
+bench: setup
+	$(BIN)/python bench/run_all.py
+
+lab: setup
+	$(BIN)/python -m pip install -e ".[lab]" && $(BIN)/jupyter lab notebooks/
+
+clean-results:
+	rm -rf results/

@@ -1,0 +1,494 @@
+"""Typed, frozen run configs built from YAML params files.
+
+A params file has a ``base`` section (flat ``name: value`` pairs) and a ``sweep`` section: a mapping
+of names to lists (their Cartesian product), or a list of such mappings (the union of their
+products). Every expanded point becomes a :class:`RunConfig`; construction validates every field
+and every combination, so a typo fails in a second, before any model loads::
+
+    study: demo
+    base: {model: kick-world, task: factoid_qa, n_examples: 200}
+    sweep:
+      - {method: [dense]}
+      - {method: [magnitude, wanda, sparsegpt], sparsity: [0.3, 0.5]}
+      - {method: [wanda], structure: ["2:4"]}
+
+Flat names are unique across the four sections, so a notebook's ``parameters`` cell holds exactly
+:func:`flat_fields` and ``RunConfig.from_flat(**params)`` rebuilds the typed config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, get_type_hints
+
+import yaml
+
+from kick_core.errors import ConfigError, did_you_mean
+
+DTYPES = ("auto", "float32", "float16", "bfloat16")
+CHAT_TEMPLATES = ("auto", "vicuna_v1.1", "none")
+PRUNE_METHODS = ("magnitude", "wanda", "sparsegpt")
+QUANT_METHODS = ("rtn", "gptq", "awq")
+BNB_METHODS = ("bnb_int8", "bnb_nf4", "bnb_fp4")
+METHODS = ("dense", *PRUNE_METHODS, *QUANT_METHODS, *BNB_METHODS)
+QUANT_BITS = {"rtn": (2, 3, 4, 8), "gptq": (2, 3, 4, 8), "awq": (4, 8), "bnb_int8": (8,), "bnb_nf4": (4,), "bnb_fp4": (4,)}
+TASKS = ("factoid_qa", "mcq", "icr_qa", "summarisation", "instruction", "perplexity")
+PROTOCOLS = ("legacy", "strict")
+BOOKS = ("closed", "open", "both")
+LENGTHS = ("all", "small", "mid", "large")
+DECODINGS = ("greedy", "sample")
+EMBEDDED_MODEL = "kick-world"
+_NM = re.compile(r"^(\d+):(\d+)$")
+
+
+def _choice(value: Any, allowed: Iterable[Any], name: str) -> None:
+    allowed = tuple(allowed)
+    if value not in allowed:
+        raise ConfigError(
+            f"{name}={value!r} is not allowed: it must be one of {', '.join(map(repr, allowed))}."
+            f"{did_you_mean(str(value), map(str, allowed))}"
+        )
+
+
+def _positive(value: Any, name: str, *, allow_none: bool = False, zero: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < (0 if zero else 1):
+        rule = "a non-negative integer" if zero else "a positive integer"
+        raise ConfigError(f"{name}={value!r} must be {rule}; fix the value in the params file.")
+
+
+def parse_nm(structure: str) -> tuple[int, int] | None:
+    """'2:4' -> (2, 4): N weights *removed* out of every M consecutive input weights; 'unstructured' -> None."""
+    if structure == "unstructured":
+        return None
+    match = _NM.match(str(structure))
+    if not match:
+        raise ConfigError(
+            f"structure={structure!r} is not understood: use 'unstructured' or 'N:M' with N < M "
+            "(e.g. '2:4', '4:8', '1:2'; N weights are removed out of every M)."
+        )
+    n, m = int(match[1]), int(match[2])
+    if not 0 < n < m:
+        raise ConfigError(f"structure={structure!r} needs 0 < N < M (N removed of every M); e.g. '2:4'.")
+    return n, m
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which model to load and how."""
+
+    model: str = EMBEDDED_MODEL
+    """Hub id ('lmsys/vicuna-7b-v1.3'), a local directory, or 'kick-world' (the embedded default)."""
+    revision: str | None = None
+    """Hub revision (branch, tag or commit) to pin; recorded in the fingerprint."""
+    tokenizer: str | None = None
+    """Tokenizer id or path when it differs from the model's."""
+    use_fast_tokenizer: bool = True
+    """False loads the slow tokenizer, as the original study did for LLaMA."""
+    dtype: str = "auto"
+    """auto | float32 | float16 | bfloat16 (auto: the checkpoint's dtype)."""
+    device: str = "auto"
+    """auto (cuda, else mps, else cpu) | cpu | cuda | cuda:N | mps; ignored with device_map."""
+    device_map: str | None = None
+    """None or 'auto' (accelerate spreads a model larger than one GPU over the available devices)."""
+    trust_remote_code: bool = False
+    """Run model code shipped in the repo; off unless you trust it."""
+    chat_template: str = "auto"
+    """auto (tokenizer's own chat_template, else Vicuna v1.1) | vicuna_v1.1 | none."""
+    world_seed: int = 0
+    """Seed of the embedded world when model is 'kick-world'."""
+
+    def __post_init__(self) -> None:
+        if not self.model or not isinstance(self.model, str):
+            raise ConfigError(f"model={self.model!r} must be a hub id, a local directory or '{EMBEDDED_MODEL}'.")
+        _choice(self.dtype, DTYPES, "dtype")
+        _choice(self.chat_template, CHAT_TEMPLATES, "chat_template")
+        if self.device_map not in (None, "auto"):
+            raise ConfigError(f"device_map={self.device_map!r} must be null or 'auto'.")
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", str(self.device)):
+            raise ConfigError(f"device={self.device!r} must be auto, cpu, mps, cuda or cuda:N.")
+        _positive(self.world_seed, "world_seed", zero=True)
+
+
+@dataclass(frozen=True)
+class CompressConfig:
+    """What compression to apply after loading (or, for bnb_*, at load time)."""
+
+    method: str = "dense"
+    """dense | magnitude | wanda | sparsegpt | rtn | gptq | awq | bnb_int8 | bnb_nf4 | bnb_fp4."""
+    sparsity: float | None = None
+    """Fraction of each decoder-linear matrix set to zero, in [0, 1); implied by an N:M structure."""
+    structure: str = "unstructured"
+    """'unstructured' or 'N:M' (N weights removed out of every M consecutive inputs of a row)."""
+    magnitude_scope: str = "matrix"
+    """Comparison group of magnitude pruning: 'matrix' (the study) or 'row'."""
+    bits: int | None = None
+    """Weight bits for rtn/gptq/awq (2, 3, 4, 8), or for quantize_after."""
+    group_size: int | None = None
+    """Quantisation group size along the input dimension (e.g. 128); None = one group per output row."""
+    symmetric: bool = False
+    """Symmetric grid (no zero point) instead of asymmetric min-max with a zero point."""
+    act_order: bool = False
+    """GPTQ: quantise columns in order of decreasing Hessian diagonal."""
+    true_sequential: bool = False
+    """GPTQ: quantise the linears of a block one after another, re-collecting statistics in between."""
+    quantize_after: str | None = None
+    """Sparse + quantised: 'rtn' or 'gptq' applied after a pruning method, keeping its mask."""
+    n_calib: int = 128
+    """Calibration sequences (the study: 128)."""
+    calib_dataset: str = "c4"
+    """c4 | wikitext2 | world | a local .txt/.jsonl file."""
+    calib_seqlen: int = 2048
+    """Tokens per calibration sequence (the study: 2048)."""
+    calib_seed: int = 0
+    """Seed of the calibration sampler (the study: 0)."""
+    blocksize: int = 128
+    """SparseGPT/GPTQ column block size."""
+    percdamp: float = 0.01
+    """SparseGPT/GPTQ damping, as a fraction of the mean Hessian diagonal."""
+
+    def __post_init__(self) -> None:
+        _choice(self.method, METHODS, "method")
+        _choice(self.magnitude_scope, ("matrix", "row"), "magnitude_scope")
+        nm = parse_nm(self.structure)
+        m = self.method
+        if self.sparsity is not None:
+            if isinstance(self.sparsity, bool) or not isinstance(self.sparsity, (int, float)) or not 0 <= self.sparsity < 1:
+                raise ConfigError(f"sparsity={self.sparsity!r} must be a number in [0, 1), e.g. 0.5.")
+        if m in PRUNE_METHODS:
+            if nm is not None:
+                n_, m_ = nm
+                if self.sparsity not in (None, 0) and not math.isclose(self.sparsity, n_ / m_):
+                    raise ConfigError(
+                        f"structure {self.structure!r} removes {n_} of every {m_} weights, i.e. sparsity {n_ / m_:g}; "
+                        f"got sparsity {self.sparsity!r}. Fix: set sparsity: {n_ / m_:g} or leave it out."
+                    )
+            elif self.sparsity is None:
+                raise ConfigError(
+                    f"method={m!r} with structure 'unstructured' needs a sparsity in [0, 1); e.g. sparsity: 0.5."
+                )
+            if self.bits is not None and self.quantize_after is None:
+                raise ConfigError(
+                    f"bits={self.bits!r} does nothing with pruning method {m!r}. Fix: remove bits, or add "
+                    "quantize_after: rtn|gptq for sparse + quantised, or use method: rtn|gptq|awq."
+                )
+        else:
+            if self.sparsity not in (None, 0) or nm is not None:
+                what = f"sparsity={self.sparsity!r}" if self.sparsity not in (None, 0) else f"structure={self.structure!r}"
+                raise ConfigError(
+                    f"{what} does not apply to method={m!r}. Fix: remove it, or use a pruning method "
+                    f"({', '.join(PRUNE_METHODS)})."
+                )
+        if self.quantize_after is not None:
+            _choice(self.quantize_after, ("rtn", "gptq"), "quantize_after")
+            if m not in PRUNE_METHODS:
+                raise ConfigError(
+                    f"quantize_after={self.quantize_after!r} follows a pruning method; method={m!r} is not one. "
+                    f"Fix: use method: {self.quantize_after} alone, or a pruning method."
+                )
+        quant = self.quantize_after or (m if m in QUANT_BITS else None)
+        if quant is not None:
+            allowed = QUANT_BITS[quant]
+            if self.bits is None and len(allowed) == 1:
+                object.__setattr__(self, "bits", allowed[0])
+            if self.bits not in allowed:
+                raise ConfigError(
+                    f"bits={self.bits!r} is not supported by {quant!r}: use one of {', '.join(map(str, allowed))}."
+                )
+        elif m == "dense" and self.bits is not None:
+            raise ConfigError(f"bits={self.bits!r} does nothing with method 'dense'. Fix: remove bits or use method: rtn.")
+        if self.group_size is not None:
+            _positive(self.group_size, "group_size")
+        for name in ("n_calib", "calib_seqlen", "blocksize"):
+            _positive(getattr(self, name), name)
+        _positive(self.calib_seed, "calib_seed", zero=True)
+        if not 0 <= self.percdamp < 1:
+            raise ConfigError(f"percdamp={self.percdamp!r} must be in [0, 1); the study uses 0.01.")
+
+    @property
+    def nm(self) -> tuple[int, int] | None:
+        """(N, M) for an N:M structure, else None."""
+        return parse_nm(self.structure)
+
+    @property
+    def target_sparsity(self) -> float:
+        """The sparsity the method aims at: N/M for N:M, else `sparsity` (0 for non-pruning methods)."""
+        nm = self.nm
+        if self.method in PRUNE_METHODS and nm is not None:
+            return nm[0] / nm[1]
+        return float(self.sparsity or 0.0)
+
+    @property
+    def needs_calibration(self) -> bool:
+        """Whether the method reads calibration data."""
+        return self.method in ("wanda", "sparsegpt", "gptq", "awq") or self.quantize_after == "gptq"
+
+    @property
+    def slug(self) -> str:
+        """Short filesystem-safe label: 'dense', 'wanda-0.50', 'sparsegpt-2of4', 'gptq-w4g128'."""
+        m = self.method
+        if m == "dense":
+            return "dense"
+        if m in PRUNE_METHODS:
+            nm = self.nm
+            s = f"{m}-{nm[0]}of{nm[1]}" if nm else f"{m}-{self.target_sparsity:.2f}"
+            if m == "magnitude" and self.magnitude_scope == "row":
+                s += "-row"
+            if self.quantize_after:
+                s += f"+{self.quantize_after}-w{self.bits}" + (f"g{self.group_size}" if self.group_size else "")
+            return s
+        return f"{m}-w{self.bits}" + (f"g{self.group_size}" if self.group_size else "")
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    """Which task, which data and which protocol."""
+
+    task: str = "factoid_qa"
+    """factoid_qa | mcq | icr_qa | summarisation | instruction | perplexity."""
+    protocol: str = "strict"
+    """legacy (the original study exactly, bugs included) | strict (the corrected protocol)."""
+    dataset: str = "world"
+    """'world' (the embedded default), a hub id, or a local file/directory in the dataset's real format."""
+    dataset_config: str | None = None
+    """Hub config name where the dataset needs one (e.g. 'rc' for trivia_qa)."""
+    split: str | None = None
+    """Split to evaluate; None = the protocol's default split."""
+    n_examples: int | None = None
+    """Number of examples (None = all)."""
+    n_shots: int = 5
+    """Few-shot examples (mcq)."""
+    book: str = "both"
+    """icr_qa: closed | open | both."""
+    length: str = "all"
+    """summarisation: all | small | mid | large."""
+
+    def __post_init__(self) -> None:
+        _choice(self.task, TASKS, "task")
+        _choice(self.protocol, PROTOCOLS, "protocol")
+        _choice(self.book, BOOKS, "book")
+        _choice(self.length, LENGTHS, "length")
+        _positive(self.n_examples, "n_examples", allow_none=True)
+        _positive(self.n_shots, "n_shots", zero=True)
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """How to evaluate: batching, decoding, statistics."""
+
+    batch_tokens: int = 16384
+    """Token budget of one generation/scoring batch."""
+    max_new_tokens: int | None = None
+    """Cap on generated tokens; None = the task's protocol default."""
+    decoding: str = "greedy"
+    """greedy | sample."""
+    temperature: float = 0.7
+    """Sampling temperature (decoding: sample); the original study used 0.7."""
+    top_p: float = 1.0
+    """Nucleus sampling threshold (decoding: sample)."""
+    n_bootstrap: int = 1000
+    """Bootstrap resamples for 95% confidence intervals."""
+    seqlen: int = 2048
+    """Perplexity window / context length assumed by the protocol."""
+
+    def __post_init__(self) -> None:
+        _choice(self.decoding, DECODINGS, "decoding")
+        _positive(self.batch_tokens, "batch_tokens")
+        _positive(self.max_new_tokens, "max_new_tokens", allow_none=True)
+        _positive(self.n_bootstrap, "n_bootstrap")
+        _positive(self.seqlen, "seqlen")
+        if not self.temperature > 0:
+            raise ConfigError(f"temperature={self.temperature!r} must be > 0.")
+        if not 0 < self.top_p <= 1:
+            raise ConfigError(f"top_p={self.top_p!r} must be in (0, 1].")
+
+
+_SECTIONS = {"model": ModelConfig, "compress": CompressConfig, "task": TaskConfig, "eval": EvalConfig}
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One point of a study: model x compression x task x evaluation, plus the run seed."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    compress: CompressConfig = field(default_factory=CompressConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    seed: int = 0
+    study: str = "adhoc"
+
+    def __post_init__(self) -> None:
+        _positive(self.seed, "seed", zero=True)
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", self.study):
+            raise ConfigError(f"study={self.study!r} must use letters, digits, '_', '.' or '-' only.")
+        t = self.task
+        if t.task == "perplexity" and t.protocol == "legacy" and t.n_examples is not None:
+            raise ConfigError("task 'perplexity' with protocol 'legacy' scores the whole test text; remove n_examples.")
+
+    # -- flat view (papermill parameters) -------------------------------------------------
+    @classmethod
+    def from_flat(cls, **params: Any) -> RunConfig:
+        """Build from flat names (``method='wanda', sparsity=0.5, task='mcq'``); unknown names fail."""
+        return cls.from_dict(params)
+
+    @classmethod
+    def from_dict(cls, params: Mapping[str, Any], *, where: str = "") -> RunConfig:
+        """Strict constructor from a flat mapping: unknown keys and wrong types raise ConfigError."""
+        known = flat_fields()
+        section_of = {name: sec for sec, dc in _SECTIONS.items() for name in _names(dc)}
+        parts: dict[str, dict[str, Any]] = {sec: {} for sec in _SECTIONS}
+        top: dict[str, Any] = {}
+        at = f" in {where}" if where else ""
+        for key, value in params.items():
+            if key not in known:
+                raise ConfigError(
+                    f"Unknown parameter {key!r}{at}.{did_you_mean(key, known)} "
+                    f"Known parameters: {', '.join(sorted(known))}."
+                )
+            _check_type(key, value, known[key], at)
+            if key in section_of:
+                parts[section_of[key]][key] = value
+            else:
+                top[key] = value
+        try:
+            return cls(**{sec: dc(**parts[sec]) for sec, dc in _SECTIONS.items()}, **top)
+        except ConfigError as err:
+            if where:
+                raise ConfigError(f"{err}{at}") from None
+            raise
+
+    def to_flat(self) -> dict[str, Any]:
+        """The fully resolved flat mapping (all defaults filled in)."""
+        out: dict[str, Any] = {}
+        for sec in _SECTIONS:
+            out.update(dataclasses.asdict(getattr(self, sec)))
+        out["seed"], out["study"] = self.seed, self.study
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """Nested resolved config, as written into every run record."""
+        return dataclasses.asdict(self)
+
+    def config_hash(self) -> str:
+        """Stable hash of the resolved config (study excluded): same config, same hash."""
+        flat = {k: v for k, v in self.to_flat().items() if k != "study"}
+        return hashlib.sha256(json.dumps(flat, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+    @property
+    def run_id(self) -> str:
+        """Deterministic, filesystem-safe id, e.g. 'factoid_qa-strict__kick-world__wanda-0.50__s0__1a2b3c4d5e'."""
+        model = _slugify(Path(self.model.model.rstrip("/")).name if Path(self.model.model).is_absolute() else self.model.model)
+        task = f"{self.task.task}-{self.task.protocol}"
+        return f"{task}__{model}__{self.compress.slug}__s{self.seed}__{self.config_hash()}"
+
+
+def _slugify(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "model"
+
+
+def _names(dc: type) -> list[str]:
+    return [f.name for f in fields(dc)]
+
+
+def flat_fields() -> dict[str, Any]:
+    """Every flat parameter name -> its type annotation (the notebook parameters cell's names)."""
+    out: dict[str, Any] = {}
+    for dc in _SECTIONS.values():
+        out.update(get_type_hints(dc))
+    hints = get_type_hints(RunConfig)
+    out["seed"], out["study"] = hints["seed"], hints["study"]
+    return out
+
+
+def _check_type(key: str, value: Any, hint: Any, at: str) -> None:
+    args = getattr(hint, "__args__", None) or (hint,)
+    allowed = tuple(a for a in args if isinstance(a, type))
+    if value is None and type(None) in allowed:
+        return
+    if float in allowed and isinstance(value, int) and not isinstance(value, bool):
+        return
+    if bool not in allowed and isinstance(value, bool):
+        raise ConfigError(f"{key}={value!r}{at} must be {_type_names(allowed)}, not a boolean.")
+    if not isinstance(value, tuple(a for a in allowed if a is not type(None))):
+        raise ConfigError(f"{key}={value!r}{at} must be {_type_names(allowed)}, got {type(value).__name__}.")
+
+
+def _type_names(types: tuple[type, ...]) -> str:
+    names = ["null" if t is type(None) else t.__name__ for t in types]
+    return " or ".join(names)
+
+
+# -- params files ------------------------------------------------------------------------------
+_TOP_KEYS = ("study", "description", "notebook", "base", "sweep")
+
+
+@dataclass(frozen=True)
+class Study:
+    """A params file, expanded: its name, its runs (validated) and optional notebook override."""
+
+    name: str
+    runs: tuple[RunConfig, ...]
+    notebook: str | None = None
+    description: str = ""
+    path: Path | None = None
+
+
+def load_params(path: str | Path) -> Study:
+    """Read a params YAML file and expand it into validated runs (raises ConfigError on any problem)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"params file {str(path)!r} does not exist; see params/ for the shipped studies.")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"params file {str(path)!r} is not valid YAML: {err}") from None
+    return expand_params(raw, where=str(path), default_name=path.stem, path=path)
+
+
+def expand_params(raw: Mapping[str, Any], *, where: str = "params", default_name: str = "adhoc",
+                  path: Path | None = None) -> Study:
+    """Expand a parsed params mapping (base + sweep) into a Study of validated, de-duplicated runs."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where}: the top level must be a mapping with keys {', '.join(_TOP_KEYS)}.")
+    for key in raw:
+        if key not in _TOP_KEYS:
+            hint = did_you_mean(key, _TOP_KEYS)
+            extra = " Run parameters go under 'base:' or 'sweep:'." if key in flat_fields() else ""
+            raise ConfigError(f"{where}: unknown top-level key {key!r}.{hint}{extra} Allowed: {', '.join(_TOP_KEYS)}.")
+    name = str(raw.get("study", default_name))
+    base = raw.get("base") or {}
+    if not isinstance(base, Mapping):
+        raise ConfigError(f"{where}: 'base' must be a mapping of parameter: value.")
+    if "study" in base:
+        raise ConfigError(f"{where}: set the study name at the top level ('study: {base['study']}'), not in base.")
+    sweep = raw.get("sweep") or [{}]
+    blocks = [sweep] if isinstance(sweep, Mapping) else sweep
+    if not isinstance(blocks, list) or not all(isinstance(b, Mapping) for b in blocks):
+        raise ConfigError(f"{where}: 'sweep' must be a mapping of parameter: [values] or a list of such mappings.")
+    runs: dict[str, RunConfig] = {}
+    for i, block in enumerate(blocks):
+        axes = {}
+        for key, values in block.items():
+            if not isinstance(values, list) or not values:
+                raise ConfigError(
+                    f"{where}: sweep value of {key!r} must be a non-empty list, e.g. {key}: [{values!r}]."
+                )
+            axes[key] = values
+        for combo in itertools.product(*axes.values()):
+            point = {**base, **dict(zip(axes, combo)), "study": name}
+            desc = ", ".join(f"{k}={v!r}" for k, v in zip(axes, combo))
+            cfg = RunConfig.from_dict(point, where=f"{where} (sweep block {i + 1}: {desc})" if desc else where)
+            runs.setdefault(cfg.run_id, cfg)
+    if not runs:
+        raise ConfigError(f"{where}: the sweep expands to no runs.")
+    return Study(name=name, runs=tuple(runs.values()), notebook=raw.get("notebook"),
+                 description=str(raw.get("description", "")), path=path)
