@@ -1,0 +1,91 @@
+"""bitsandbytes LLM.int8() and NF4/FP4: quantisation applied *while loading* the model.
+
+Unlike the other compressors, these run inside ``from_pretrained`` through transformers'
+``BitsAndBytesConfig``: every ``nn.Linear`` except the LM head becomes a ``Linear8bitLt`` or
+``Linear4bit`` computing with real low-bit kernels (not simulated weights).
+
+What the installed bitsandbytes supports depends on its version and the device. ``probe(device)``
+finds out by running each kernel on a tiny tensor; ``check_supported`` calls it before any model
+loads and raises a HardwareError naming what is missing — kick never silently falls back to an
+unquantised model. bitsandbytes 0.50 runs all three modes on CPU and CUDA (measured here on CPU).
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import lru_cache
+from typing import Any
+
+import torch
+
+from kick_core.config import CompressConfig
+from kick_core.errors import HardwareError, MissingDependencyError
+
+log = logging.getLogger(__name__)
+
+MODES = {"bnb_int8": "int8", "bnb_nf4": "nf4", "bnb_fp4": "fp4"}
+
+
+def _import_bnb():
+    try:
+        import bitsandbytes
+    except ImportError as err:
+        raise MissingDependencyError(
+            "bitsandbytes is not installed (needed for method bnb_int8 / bnb_nf4 / bnb_fp4). Fix: "
+            "pip install 'kick[gpu]' (or pip install bitsandbytes), or use method: rtn for simulated "
+            f"quantisation. ({err})"
+        ) from None
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)  # int8 logs a line per layer per forward
+    return bitsandbytes
+
+
+@lru_cache(maxsize=8)
+def probe(device: str) -> dict[str, bool | str]:
+    """Which bitsandbytes modes work on `device` ('cpu', 'cuda', 'cuda:1', ...): runs each kernel once."""
+    bnb = _import_bnb()
+    result: dict[str, bool | str] = {"version": bnb.__version__}
+    x = torch.randn(4, 64, device=device)
+    for mode in ("int8", "nf4", "fp4"):
+        try:
+            if mode == "int8":
+                layer = bnb.nn.Linear8bitLt(64, 32, bias=False, has_fp16_weights=False, threshold=6.0)
+            else:
+                layer = bnb.nn.Linear4bit(64, 32, bias=False, compute_dtype=torch.float32, quant_type=mode)
+            layer = layer.to(device)
+            y = layer(x if mode != "int8" else x.to(torch.float16 if x.is_cuda else torch.float32))
+            result[mode] = bool(torch.isfinite(y.float()).all())
+        except Exception as err:  # noqa: BLE001 - any kernel failure means "not supported here"
+            log.debug("bitsandbytes %s on %s failed: %s", mode, device, err)
+            result[mode] = False
+    return result
+
+
+def check_supported(cfg: CompressConfig, device: str | torch.device) -> None:
+    """Raise HardwareError (before loading) if `cfg.method` cannot run on `device`."""
+    mode = MODES[cfg.method]
+    device = str(device)
+    support = probe(device)
+    if not support.get(mode):
+        raise HardwareError(
+            f"method={cfg.method!r} ({mode}) does not run on device {device!r} with bitsandbytes "
+            f"{support['version']}: its {mode} kernels failed there. It needs a CUDA GPU (or a "
+            "bitsandbytes build with a backend for this device). Fix: run on a CUDA machine, or use "
+            "method: rtn (simulated quantisation on any device)."
+        )
+
+
+def bnb_config(cfg: CompressConfig, compute_dtype: torch.dtype = torch.float32) -> Any:
+    """The transformers ``BitsAndBytesConfig`` for bnb_int8 / bnb_nf4 / bnb_fp4."""
+    _import_bnb()
+    from transformers import BitsAndBytesConfig
+
+    mode = MODES[cfg.method]
+    if mode == "int8":
+        return BitsAndBytesConfig(load_in_8bit=True, llm_int8_threshold=6.0)
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=mode, bnb_4bit_compute_dtype=compute_dtype,
+                              bnb_4bit_use_double_quant=False)
+
+
+def storage_bits(model: torch.nn.Module) -> int:
+    """Bytes x 8 of the loaded model's parameters and buffers as stored (packed low-bit weights included)."""
+    return int(model.get_memory_footprint()) * 8
