@@ -40,5 +40,9 @@ def __getattr__(name: str) -> Any:
     if name in _LAZY:
         import importlib
 
-        return getattr(importlib.import_module(_LAZY[name]), name)
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        # Importing `kick_core.evaluate` binds the *submodule* as a package attribute; overwrite it
+        # with the function so `from kick_core import evaluate` always gives the callable.
+        globals()[name] = value
+        return value
     raise AttributeError(f"module 'kick_core' has no attribute {name!r}")

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-logger = logging.getLogger("kick")
+logger = logging.getLogger("kick_core")  # the parent of every module logger (`__name__`)
 logger.addHandler(logging.NullHandler())
 
 

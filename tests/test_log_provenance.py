@@ -37,7 +37,7 @@ def test_set_seed_makes_python_numpy_and_torch_repeat():
 
 def test_timed_records_wall_time_and_peak_memory(caplog):
     times = StageTimes()
-    with caplog.at_level(logging.INFO, logger="kick"), timed("stage/x", into=times):
+    with caplog.at_level(logging.INFO, logger="kick_core"), timed("stage/x", into=times):
         sum(range(1000))
     rec = times.as_dict()["stage/x"]
     assert rec["seconds"] >= 0 and rec["peak_rss_mb"] > 0 and rec["peak_gpu_mb"] is None

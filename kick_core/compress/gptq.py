@@ -49,9 +49,6 @@ def quantize_weight(W: torch.Tensor, H: torch.Tensor, bits: int, group_size: int
     dead = torch.diag(H) == 0
     H[dead, dead] = 1
     W[:, dead] = 0
-    if mask is not None:
-        mask = mask.clone()
-        W[mask] = 0
     perm = None
     if act_order:
         perm = torch.argsort(torch.diag(H), descending=True)
