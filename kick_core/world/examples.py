@@ -1,0 +1,160 @@
+"""Training examples, regenerated every epoch: prose, QA in the real prompt formats, reading comprehension.
+
+An example is a list of segments ``(text, train)``; the trainer tokenises segments one by one (so a
+prompt is tokenised exactly as at evaluation time) and computes loss only where ``train`` is true.
+Examples are never split when packed, so a reading-comprehension context always stays with its
+questions.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from kick_core.world import corpus, prompts
+from kick_core.world.generate import RELATIONS, World
+from kick_core.world.names import make_names
+
+Segment = tuple[str, bool]
+Example = list[Segment]
+
+PERSON_RELATIONS = ("born_in", "birth_year", "works_for")
+MCQ_SUBJECTS: dict[str, tuple[str, ...]] = {
+    "world_geography": ("country", "capital"),
+    "world_people": ("born_in",),
+    "world_history": ("birth_year", "founded"),
+    "world_organisations": ("works_for", "hq"),
+}
+"""MMLU-style subject -> relations its questions ask about."""
+
+
+@dataclass(frozen=True)
+class Mix:
+    """How many examples of each kind one epoch holds."""
+
+    prose_paraphrases: int = 2
+    """Sentences per fact in each entity document (plus one biography per person)."""
+    qa_repeats: int = 2
+    """QA examples per fact of a 'qa' entity per epoch."""
+    n_mcq_blocks: int = 60
+    n_rc: int = 200
+    """Reading-comprehension contexts per epoch."""
+    rc_fresh_frac: float = 0.6
+    """Fraction of RC people that are freshly invented (answerable only by reading)."""
+    n_chat: int = 40
+
+
+def fresh_people(world: World, rng: random.Random, n: int) -> list[tuple[str, dict[str, str]]]:
+    """`n` invented people (never in the world) with random facts over the world's cities, orgs and years."""
+    names = make_names(rng, n, n_words=2, syllables=(2, 2), taken=[e.name for e in world.entities if e.kind != "person"])
+    world_people = {e.name.lower() for e in world.of_kind("person")}
+    cities = [e.name for e in world.of_kind("city")]
+    orgs = [e.name for e in world.of_kind("org")]
+    out = []
+    for name in names:
+        if name.lower() in world_people:
+            continue
+        out.append((name, {"born_in": rng.choice(cities), "birth_year": str(rng.randint(1850, 1999)),
+                           "works_for": rng.choice(orgs)}))
+    return out
+
+
+def closed_book_example(q: str, answer: str, rng: random.Random) -> Example:
+    """One QA pair in a random one of the closed-book formats (factoid legacy/strict, ICR closed-book)."""
+    form = rng.randrange(4)
+    if form == 0:
+        return [(prompts.FACTOID_LEGACY.format(question=q), False), (answer + "\n", True)]
+    if form == 1:
+        return [(prompts.FACTOID_STRICT.format(question=q), False), (" " + answer + "\n", True)]
+    if form == 2:
+        return [(prompts.FACTOID_LEGACY.format(question=q.lower().rstrip("?")), False), (answer + "\n", True)]
+    return [(prompts.ICR_CLOSED.format(question=q), False), (" " + answer + "\n", True)]
+
+
+def rc_example(people: list[tuple[str, dict[str, str]]], n_questions: int, rng: random.Random) -> Example:
+    """A context of several people's paragraphs followed by questions about some of them.
+
+    Loss covers the context too: names repeat within a paragraph and again in the questions, and
+    predicting those repeats is what builds the copying (induction) heads that reading needs.
+    """
+    paras = [corpus.entity_paragraph(name, rec, rng) for name, rec in people]
+    context = "\n".join(paras)
+    segs: Example = []
+    asked = rng.sample([(n, r) for n, _ in people for r in PERSON_RELATIONS], n_questions)
+    for i, (name, rel) in enumerate(asked):
+        answer = dict(people)[name][rel]
+        q = corpus.question(rel, name, rng)
+        text = prompts.ICR_OPEN.format(context=context, question=q) if i == 0 else f"Q: {q}\nA:"
+        segs += [(text, True), (" " + answer + "\n", True)]
+    return segs
+
+
+def mcq_choices(world: World, relation: str, answer: str, rng: random.Random) -> tuple[list[str], int]:
+    """Four options (the answer plus three distinct same-type distractors) and the answer's index."""
+    kind = RELATIONS[relation][1]
+    if kind == "year":
+        pool = {str(int(answer) + d) for d in rng.sample([-40, -30, -20, -10, -5, 5, 10, 20, 30, 40], 6)}
+    else:
+        pool = {e.name for e in world.of_kind(kind)}
+    pool.discard(answer)
+    options = rng.sample(sorted(pool), 3) + [answer]
+    rng.shuffle(options)
+    return options, options.index(answer)
+
+
+def mcq_item(world: World, fact, rng: random.Random) -> tuple[str, list[str], str]:
+    """(question, options, gold letter) for one fact."""
+    subj = world.entity(fact.subject).name
+    answer = world.value_name(fact)
+    options, gold = mcq_choices(world, fact.relation, answer, rng)
+    return corpus.question(fact.relation, subj, rng), options, prompts.LETTERS[gold]
+
+
+def mcq_block(world: World, subject: str, facts: list, rng: random.Random) -> Example:
+    """An MMLU-style k-shot block: header then up to 6 questions, loss on each answer letter."""
+    segs: Example = [(prompts.mcq_header(subject, legacy=rng.random() < 0.5), False)]
+    for i, fact in enumerate(facts):
+        q, options, letter = mcq_item(world, fact, rng)
+        segs += [(("\n\n" if i else "") + prompts.mcq_question(q, options), False), (" " + letter, True)]
+    return segs
+
+
+def epoch_examples(world: World, epoch: int, mix: Mix = Mix(), *, reading_only: bool = False) -> list[Example]:
+    """All training examples of one epoch, shuffled (deterministic in world seed and epoch)."""
+    from kick_core.world import chat  # local: chat builds on corpus and examples
+
+    rng = random.Random(f"kick-epoch-{world.seed}-{epoch}")
+    out: list[Example] = []
+    seen = [e for e in world.entities if e.split != "unseen"]
+    n_rc = mix.n_rc * (2 if reading_only else 1)
+    pool = fresh_people(world, rng, int(n_rc * 3 * mix.rc_fresh_frac) + 8)
+    # Only 'qa' people are questioned in RC examples, so 'prose' people stay prose-only.
+    world_people = [(e.name, corpus.record(world, e.id)) for e in world.of_kind("person", "qa")]
+    for _ in range(n_rc):
+        # A curriculum: short contexts (1-2 people) while reading is warmed up, up to 4 people later.
+        k = rng.choice((1, 2, 2, 3) if reading_only else (1, 2, 3, 3, 4))
+        people = []
+        for _ in range(k):
+            people.append(pool.pop() if (rng.random() < mix.rc_fresh_frac or reading_only) and pool
+                          else rng.choice(world_people))
+        if len({n for n, _ in people}) < k:
+            continue
+        out.append(rc_example(people, min(3 * k, rng.randint(2, 4)), rng))
+    if reading_only:
+        rng.shuffle(out)
+        return out
+    for e in seen:
+        out.append([(corpus.entity_document(world, e.id, rng, mix.prose_paraphrases), True)])
+    qa_facts = [f for f in world.facts if world.entity(f.subject).split == "qa"]
+    for f in qa_facts:
+        for _ in range(mix.qa_repeats):
+            q = corpus.question(f.relation, world.entity(f.subject).name, rng)
+            out.append(closed_book_example(q, world.value_name(f), rng))
+    for _ in range(mix.n_mcq_blocks):
+        subject = rng.choice(sorted(MCQ_SUBJECTS))
+        facts = [f for f in qa_facts if f.relation in MCQ_SUBJECTS[subject]]
+        out.append(mcq_block(world, subject, rng.sample(facts, rng.randint(1, 6)), rng))
+    for _ in range(mix.n_chat):
+        out.append(chat.chat_example(world, rng))
+    rng.shuffle(out)
+    return out

@@ -1,0 +1,169 @@
+"""Train the world's Llama from scratch on the CPU: deterministic for a seed and a thread count.
+
+Data are regenerated every epoch (:func:`kick_core.world.examples.epoch_examples`), tokenised segment
+by segment, and packed first-fit into rows of ``seq_len`` tokens without ever splitting an example.
+The first ``reading_steps`` steps see reading-comprehension examples only (a warm-up that teaches
+the model to look up the right entity in its context before it starts memorising).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import random
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from kick_core.world.examples import Example, Mix, epoch_examples
+from kick_core.world.generate import World
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Model size and optimisation of the world model (the defaults are the shipped model)."""
+
+    hidden: int = 128
+    layers: int = 4
+    heads: int = 4
+    kv_heads: int = 4
+    intermediate: int = 384
+    vocab_size: int = 1024
+    seq_len: int = 384
+    batch_size: int = 10
+    """Rows per step (``batch_size * seq_len`` tokens, padding included)."""
+    steps: int = 1400
+    lr: float = 3e-3
+    warmup_steps: int = 60
+    reading_steps: int = 400
+    """Leading steps that see reading-comprehension examples only."""
+    weight_decay: float = 0.05
+    seed: int = 0
+    mix: Mix = field(default_factory=Mix)
+
+    def key(self) -> str:
+        """A short hash of every field: the cache key of a trained model."""
+        blob = json.dumps(dataclasses.asdict(self), sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def tokenize_example(tokenizer, example: Example) -> tuple[list[int], list[int]]:
+    """(ids, labels) of one example: <s> then each segment tokenised alone; labels -100 where not trained."""
+    ids, labels = [tokenizer.bos_token_id], [-100]
+    for text, train in example:
+        seg = [tokenizer.eos_token_id] if text == "</s>" else tokenizer(text, add_special_tokens=False)["input_ids"]
+        ids += seg
+        labels += seg if train else [-100] * len(seg)
+    return ids, labels
+
+
+def pack(examples: list[tuple[list[int], list[int]]], seq_len: int, pad_id: int) -> list[tuple[list[int], list[int]]]:
+    """First-fit packing into rows of exactly `seq_len`; examples longer than a row are dropped."""
+    rows: list[tuple[list[int], list[int]]] = []
+    for ids, labels in examples:
+        if len(ids) > seq_len:
+            continue
+        for row in rows[-16:]:
+            if len(row[0]) + len(ids) <= seq_len:
+                row[0].extend(ids)
+                row[1].extend(labels)
+                break
+        else:
+            rows.append((list(ids), list(labels)))
+    for ids, labels in rows:
+        n = seq_len - len(ids)
+        ids.extend([pad_id] * n)
+        labels.extend([-100] * n)
+    return rows
+
+
+def batches(world: World, tokenizer, cfg: TrainConfig) -> Iterator[tuple]:
+    """Endless (input_ids, labels) batches; epochs regenerate the data, reading-only first."""
+    import torch
+
+    rng = random.Random(f"kick-batches-{cfg.seed}")
+    step, epoch = 0, 0
+    while True:
+        reading = step < cfg.reading_steps
+        exs = epoch_examples(world, epoch, cfg.mix, reading_only=reading)
+        rows = pack([tokenize_example(tokenizer, e) for e in exs], cfg.seq_len, tokenizer.pad_token_id)
+        rng.shuffle(rows)
+        epoch += 1
+        for i in range(0, len(rows) - cfg.batch_size + 1, cfg.batch_size):
+            chunk = rows[i:i + cfg.batch_size]
+            yield (torch.tensor([r[0] for r in chunk]), torch.tensor([r[1] for r in chunk]), epoch)
+            step += 1
+            if reading and step >= cfg.reading_steps:
+                break
+
+
+def build_model(cfg: TrainConfig, tokenizer):
+    """A freshly initialised LlamaForCausalLM for `cfg` (fp32)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=cfg.hidden, intermediate_size=cfg.intermediate,
+        num_hidden_layers=cfg.layers, num_attention_heads=cfg.heads, num_key_value_heads=cfg.kv_heads,
+        max_position_embeddings=2048, rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True,
+    )
+    return LlamaForCausalLM(config)
+
+
+def train_model(world: World, tokenizer, cfg: TrainConfig, *, progress: bool = True,
+                callback: Callable[[int, object], None] | None = None, callback_every: int = 0):
+    """Train a model on `world`; returns it in eval mode.
+
+    Args:
+        world: the world to learn.
+        tokenizer: from :func:`kick_core.world.tokenizer.train_tokenizer`.
+        cfg: sizes and optimisation.
+        progress: show a tqdm progress bar with the running loss.
+        callback: called as ``callback(step, model)`` every `callback_every` steps (probes; not cached).
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg, tokenizer)
+    n_params = sum(p.numel() for p in model.parameters())
+    logger.info("training a %.2fM-parameter Llama for %d steps", n_params / 1e6, cfg.steps)
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95))
+
+    def lr_at(step: int) -> float:
+        if step < cfg.warmup_steps:
+            return cfg.lr * (step + 1) / cfg.warmup_steps
+        frac = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+        return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
+
+    model.train()
+    bar = tqdm(total=cfg.steps, disable=not progress, desc="world model", mininterval=2.0)
+    data = batches(world, tokenizer, cfg)
+    ema = None
+    for step in range(cfg.steps):
+        ids, labels, epoch = next(data)
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step)
+        loss = model(input_ids=ids, labels=labels).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        ema = loss.item() if ema is None else 0.95 * ema + 0.05 * loss.item()
+        bar.update(1)
+        bar.set_postfix(loss=f"{ema:.3f}", epoch=epoch, refresh=False)
+        if callback is not None and callback_every and (step + 1) % callback_every == 0:
+            model.eval()
+            callback(step + 1, model)
+            model.train()
+    bar.close()
+    logger.info("trained: final loss (EMA) %.3f", ema)
+    return model.eval()

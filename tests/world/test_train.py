@@ -1,0 +1,88 @@
+"""Seconds-long training smoke run, model round trip through from_pretrained, and the build cache."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from kick_core.world import TrainConfig, ensure_world, ensure_world_data
+from kick_core.world.examples import Mix, epoch_examples
+from kick_core.world.generate import generate_world
+from kick_core.world.train import pack, tokenize_example
+
+TINY = TrainConfig(hidden=32, layers=1, heads=2, kv_heads=2, intermediate=64, vocab_size=600, batch_size=2,
+                   steps=4, warmup_steps=1, reading_steps=2, mix=Mix(n_rc=8, n_mcq_blocks=2, n_chat=2))
+
+
+@pytest.fixture(scope="module")
+def built():
+    return ensure_world(0, TINY, progress=False)
+
+
+def test_tiny_model_saves_reloads_and_generates(built):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(built.model_dir)
+    model = AutoModelForCausalLM.from_pretrained(built.model_dir)
+    assert tok.bos_token == "<s>" and tok.eos_token == "</s>" and tok.pad_token == "<pad>" and tok.unk_token == "<unk>"
+    enc = tok(["Answer these questions:\n\nQ: Where was X born?\nA:"], return_tensors="pt")
+    out = model.generate(**enc, max_new_tokens=3, do_sample=False, pad_token_id=tok.pad_token_id)
+    assert out.shape[1] == enc["input_ids"].shape[1] + 3
+    assert model.config.rope_parameters["rope_theta"] == 10000.0
+    record = json.loads((built.root / "world.json").read_text())
+    assert record["seed"] == 0 and record["train"]["steps"] == 4
+
+
+def test_second_call_is_a_cache_hit(built, monkeypatch):
+    import kick_core.world.train as train
+
+    def boom(*a, **k):
+        raise AssertionError("retrained although cached")
+
+    monkeypatch.setattr(train, "train_model", boom)
+    again = ensure_world(0, TINY, progress=False)
+    assert again == built
+
+
+def test_training_is_deterministic_for_a_seed(tmp_path):
+    import torch
+
+    from kick_core.world.cache import tokenizer_texts
+    from kick_core.world.tokenizer import train_tokenizer
+    from kick_core.world.train import train_model
+
+    world = generate_world(0)
+    tok = train_tokenizer(tokenizer_texts(world), TINY.vocab_size)
+    a = train_model(world, tok, TINY, progress=False)
+    b = train_model(world, tok, TINY, progress=False)
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_data_cache_returns_the_same_directory():
+    assert ensure_world_data(0) == ensure_world_data(0)
+
+
+def test_packing_never_splits_an_example():
+    from kick_core.world.cache import tokenizer_texts
+    from kick_core.world.tokenizer import train_tokenizer
+
+    world = generate_world(0)
+    tok = train_tokenizer(tokenizer_texts(world), 600)
+    exs = [tokenize_example(tok, e) for e in epoch_examples(world, 0, Mix(n_rc=20), reading_only=True)]
+    rows = pack(exs, 384, tok.pad_token_id)
+    starts = sum(r[0].count(tok.bos_token_id) for r in rows)
+    assert starts == sum(len(i) <= 384 for i, _ in exs)
+    assert all(len(r[0]) == 384 == len(r[1]) for r in rows)
+
+
+def test_segments_tokenise_like_the_eval_prompt():
+    from kick_core.world.cache import tokenizer_texts
+    from kick_core.world.tokenizer import train_tokenizer
+
+    world = generate_world(0)
+    tok = train_tokenizer(tokenizer_texts(world), 600)
+    prompt = "Please give answer to this question: Where was X born?\nThe answer is "
+    ids, labels = tokenize_example(tok, [(prompt, False), ("Zed\n", True)])
+    assert ids[: len(tok(prompt)["input_ids"])] == tok(prompt)["input_ids"]
+    assert labels[0] == -100 and labels[-1] != -100
