@@ -1,0 +1,129 @@
+"""Cache of compressed models: compress once, reload bit-identically by fingerprint.
+
+Layout, keyed by :func:`kick_core.models.fingerprint` (base model + revision/file hashes + dtype +
+the full compression spec)::
+
+    $KICK_CACHE/compressed/<fingerprint>/      (default KICK_CACHE: ~/.cache/kick)
+        weights.safetensors    the decoder-linear weights after compression, model dtype, by parameter name
+        spec.json              model config, compression config, fingerprint, format version
+        report.json            the CompressionReport of the run that produced it
+
+An entry is written into a temporary folder beside its final place and renamed into it, so a
+crash or a parallel writer never leaves a half-written entry. Loading is strict: every compressed
+weight must be present with its exact shape, or the entry is rejected.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from kick_core.compress import compress, get_compressor
+from kick_core.compress.report import CompressionReport, log_sanity
+from kick_core.config import CompressConfig, ModelConfig
+from kick_core.errors import ConfigError, KickError
+from kick_core.log import StageTimes, timed
+from kick_core.models import decoder_blocks, decoder_blocks_path, fingerprint, linear_layers, load_model
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1
+WEIGHTS, SPEC, REPORT = "weights.safetensors", "spec.json", "report.json"
+
+
+def cache_root(cache_dir: str | Path | None = None) -> Path:
+    """`cache_dir`, else $KICK_CACHE, else ~/.cache/kick; compressed models live under its 'compressed/'."""
+    root = cache_dir or os.environ.get("KICK_CACHE") or "~/.cache/kick"
+    return Path(root).expanduser() / "compressed"
+
+
+def compressed_weights(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Parameter name -> weight of every decoder linear (what compression changes)."""
+    prefix = decoder_blocks_path(model)
+    return {f"{prefix}.{i}.{name}.weight": layer.weight
+            for i, block in enumerate(decoder_blocks(model)) for name, layer in linear_layers(block).items()}
+
+
+def save_entry(path: Path, model: nn.Module, spec: dict[str, Any], report: CompressionReport) -> Path:
+    """Write an entry atomically (temp dir + rename); keeps an existing complete entry."""
+    from safetensors.torch import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        tensors = {k: w.detach().to("cpu").contiguous() for k, w in compressed_weights(model).items()}
+        save_file(tensors, str(tmp / WEIGHTS), metadata={"format": str(FORMAT)})
+        (tmp / SPEC).write_text(json.dumps(spec, indent=2, sort_keys=True, default=str))
+        (tmp / REPORT).write_text(json.dumps(report.as_dict(), indent=2, default=str))
+        try:
+            os.rename(tmp, path)
+        except OSError:
+            if not (path / REPORT).is_file():
+                raise
+            log.info("cache entry %s was written by another process meanwhile; keeping it", path.name)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return path
+
+
+@torch.no_grad()
+def restore_entry(path: Path, model: nn.Module) -> CompressionReport:
+    """Copy an entry's weights into `model` (strict) and return its stored report."""
+    from safetensors.torch import load_file
+
+    stored = load_file(str(path / WEIGHTS))
+    params = compressed_weights(model)
+    missing, extra = sorted(set(params) - set(stored)), sorted(set(stored) - set(params))
+    if missing or extra:
+        raise KickError(
+            f"cache entry {path} does not match the model: missing {missing[:3]}, unexpected {extra[:3]}. "
+            "Fix: delete that folder to recompute it."
+        )
+    for name, param in params.items():
+        if stored[name].shape != param.shape:
+            raise KickError(f"cache entry {path}: {name} has shape {tuple(stored[name].shape)}, the model "
+                            f"{tuple(param.shape)}. Fix: delete that folder to recompute it.")
+        param.copy_(stored[name].to(param.device))
+    return CompressionReport.from_dict(json.loads((path / REPORT).read_text()))
+
+
+def load_or_compress(model_cfg: ModelConfig, compress_cfg: CompressConfig, *, cache_dir: str | Path | None = None,
+                     progress: bool = True) -> tuple[nn.Module, Any, CompressionReport]:
+    """Load the base model, then restore its cached compression or compress it now and cache that.
+
+    Returns:
+        (model, tokenizer, report); ``report.cached`` says whether the weights came from the cache.
+    """
+    get_compressor(compress_cfg.method)  # fail on an unsupported method before loading anything
+    if compress_cfg.quantize_after is not None:
+        raise ConfigError(f"quantize_after={compress_cfg.quantize_after!r} is not implemented yet; remove it.")
+    model, tokenizer = load_model(model_cfg)
+    if compress_cfg.method == "dense":
+        return model, tokenizer, compress(model, tokenizer, compress_cfg, progress=progress)
+    key = fingerprint(model_cfg, compress_cfg)
+    path = cache_root(cache_dir) / key
+    if (path / REPORT).is_file():
+        times = StageTimes()
+        with timed("compress/load_cache", times):
+            report = restore_entry(path, model)
+        report = dataclasses.replace(report, cached=True, times={**report.times, **times.as_dict()})
+        log.info("restored %s from cache %s", compress_cfg.slug, path)
+        log_sanity(report)
+        return model, tokenizer, report
+    report = compress(model, tokenizer, compress_cfg, progress=progress, world_seed=model_cfg.world_seed)
+    report = dataclasses.replace(report, fingerprint=key)
+    spec = {"format": FORMAT, "fingerprint": key, "model": dataclasses.asdict(model_cfg),
+            "compress": dataclasses.asdict(compress_cfg)}
+    save_entry(path, model, spec, report)
+    log.info("cached %s at %s", compress_cfg.slug, path)
+    return model, tokenizer, report
