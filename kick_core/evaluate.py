@@ -1,0 +1,213 @@
+"""The generic evaluation loop: load -> prompts -> batched engine requests -> score -> aggregate.
+
+``evaluate`` is the only orchestrator: tasks build prompts and score outputs, the engine runs the
+model. Every prompt becomes one per-example record (``examples.jsonl``: id, prompt hash, prompt,
+output, per-choice scores, reference, per-metric scores, flags), appended and flushed as each
+engine batch finishes. Re-running on the same ``out_dir`` resumes: records already there are kept
+(after checking that their prompt hash matches the prompt rebuilt now) and only the rest is
+computed. At the end the file is rewritten in input order, so a finished run's file does not
+depend on how often it was interrupted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from kick_core.config import RunConfig
+from kick_core.engine import ScoreRequest, Window, generate, loglikelihood, window_nll
+from kick_core.engine.generation import Sampling
+from kick_core.errors import KickError
+from kick_core.log import StageTimes, timed
+from kick_core.tasks import get_task
+from kick_core.tasks.base import Prompt
+
+log = logging.getLogger(__name__)
+EXAMPLES = "examples.jsonl"
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    """Metrics (each ``{"value", "ci_low", "ci_high", "n", "higher_is_better"}``), records and run facts."""
+
+    task: str
+    protocol: str
+    metrics: dict[str, dict]
+    n_examples: int
+    examples: list[dict] = field(repr=False)
+    meta: dict[str, Any]
+
+    def as_dict(self) -> dict[str, Any]:
+        """Everything but the per-example records (those live in ``examples.jsonl``)."""
+        return {"task": self.task, "protocol": self.protocol, "metrics": self.metrics,
+                "n_examples": self.n_examples, "meta": self.meta}
+
+
+def context_length(model: torch.nn.Module, default: int = 2048) -> int:
+    """The model's maximum sequence length (``max_position_embeddings`` / ``n_positions``), else ``default``."""
+    for name in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        value = getattr(model.config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return default
+
+
+def _read_existing(path: Path) -> dict[str, dict]:
+    """Records of an interrupted run; a torn last line (killed mid-write) is dropped."""
+    if not path.exists():
+        return {}
+    lines = path.read_text(encoding="utf-8").splitlines()
+    out = {}
+    for n, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            if n == len(lines) - 1:
+                log.warning("dropping a torn last line of %s (the run was interrupted mid-write)", path)
+                continue
+            raise KickError(f"{path} line {n + 1} is not JSON; delete the file to start this run afresh.") from None
+        out[str(rec["id"])] = rec
+    return out
+
+
+def _check_resume(existing: Mapping[str, dict], prompts: Sequence[Prompt], path: Path) -> dict[str, dict]:
+    wanted = {p.id: p for p in prompts}
+    kept = {}
+    for key, rec in existing.items():
+        p = wanted.get(key)
+        if p is None:
+            continue
+        if rec.get("prompt_hash") != p.hash:
+            raise KickError(
+                f"{path} holds example {key!r} with prompt hash {rec.get('prompt_hash')!r}, but this config builds "
+                f"hash {p.hash!r}: the file belongs to a different config or data. Fix: use a fresh out_dir or "
+                "delete the file."
+            )
+        kept[key] = rec
+    if len(kept) < len(existing):
+        log.warning("%s: %d recorded examples are not part of this run and will be dropped",
+                    path, len(existing) - len(kept))
+    return kept
+
+
+def _atomic_write(path: Path, lines: Sequence[dict]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        for rec in lines:
+            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+
+
+def _row_seed(seed: int, prompt_id: str) -> int:
+    return int.from_bytes(hashlib.sha256(f"{seed}|{prompt_id}".encode()).digest()[:6], "little")
+
+
+def evaluate(model: torch.nn.Module, tokenizer: Any, cfg: RunConfig, *, out_dir: Path | None = None,
+             progress: bool = True) -> TaskResult:
+    """Evaluate ``model`` on ``cfg.task`` and return metrics with bootstrap CIs plus per-example records.
+
+    Args:
+        model: any Hugging Face causal LM (device taken from the model; ``device_map='auto'`` works).
+        tokenizer: its tokenizer.
+        cfg: the run config (task, protocol, data, evaluation settings, seed).
+        out_dir: if given, ``out_dir/examples.jsonl`` is appended per batch and resumed from on rerun.
+        progress: show progress bars.
+
+    Raises:
+        UnknownNameError: the task is not registered.
+        KickError: ``out_dir`` holds records built from different prompts.
+    """
+    task = get_task(cfg.task.task)
+    torch.manual_seed(cfg.seed)
+    times = StageTimes()
+    with timed("evaluate/load", into=times):
+        examples = task.load(cfg.task, cfg.seed, world_seed=cfg.model.world_seed)
+    ctx = context_length(model, cfg.eval.seqlen)
+    with timed("evaluate/prompts", into=times):
+        prompts = task.prompts(examples, cfg, tokenizer, ctx)
+    if len({p.id for p in prompts}) != len(prompts):
+        raise KickError(f"task {task.name!r} built duplicate example ids; the dataset has repeated ids.")
+
+    path = Path(out_dir) / EXAMPLES if out_dir is not None else None
+    done: dict[str, dict] = {}
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        done = _check_resume(_read_existing(path), prompts, path)
+    n_resumed = len(done)
+    pending = [p for p in prompts if p.id not in done]
+    log.info("%s/%s: %d examples (%d prompts), %d already recorded, %d to run",
+             task.name, cfg.task.protocol, len(examples), len(prompts), n_resumed, len(pending))
+
+    writer = path.open("a", encoding="utf-8") if path is not None else None
+    if writer is not None and n_resumed == 0:
+        writer.truncate(0)  # drop stale lines of another run
+
+    def emit(prompt: Prompt, output: Any, n_prompt: int, n_new: int) -> None:
+        rec = task.score(prompt, output, cfg, tokenizer)
+        rec.setdefault("n_prompt_tokens", n_prompt)
+        rec.setdefault("n_new_tokens", n_new)
+        done[prompt.id] = rec
+        if writer is not None:
+            writer.write(json.dumps(rec, ensure_ascii=False) + "\n")
+            writer.flush()
+
+    try:
+        with timed("evaluate/run", into=times):
+            _run(model, tokenizer, cfg, pending, emit, progress)
+    finally:
+        if writer is not None:
+            writer.close()
+
+    records = [done[p.id] for p in prompts]
+    if path is not None:
+        _atomic_write(path, records)
+    with timed("evaluate/aggregate", into=times):
+        metrics, meta = task.aggregate(records, cfg)
+    meta = {"primary_metric": task.primary_metric(cfg.task), "task_version": task.version,
+            "n_prompts": len(prompts), "n_resumed": n_resumed, "context_length": ctx,
+            "prompt_tokens": sum(int(r.get("n_prompt_tokens") or 0) for r in records),
+            "generated_tokens": sum(int(r.get("n_new_tokens") or 0) for r in records),
+            **meta, "timings": times.as_dict()}
+    primary = metrics.get(meta["primary_metric"], {})
+    log.info("%s/%s: %s = %s (95%% CI %s-%s, n=%s)", task.name, cfg.task.protocol, meta["primary_metric"],
+             primary.get("value"), primary.get("ci_low"), primary.get("ci_high"), primary.get("n"))
+    return TaskResult(task=task.name, protocol=cfg.task.protocol, metrics=metrics, n_examples=len(examples),
+                      examples=records, meta=meta)
+
+
+def _run(model, tokenizer, cfg: RunConfig, pending: Sequence[Prompt], emit, progress: bool) -> None:
+    """Send pending prompts to the engine, grouped by request kind (and stop strings for generation)."""
+    batch_tokens = cfg.eval.batch_tokens
+    gen = [p for p in pending if p.kind == "generate"]
+    for stop in dict.fromkeys(p.stop for p in gen):
+        sub = [p for p in gen if p.stop == stop]
+        sampling = Sampling(cfg.eval.temperature, cfg.eval.top_p, cfg.seed) if cfg.eval.decoding == "sample" else None
+        generate(model, tokenizer, [p.text for p in sub], max_new_tokens=[p.max_new_tokens or 32 for p in sub],
+                 stop=stop, batch_tokens=batch_tokens, sampling=sampling, progress=progress,
+                 row_seeds=[_row_seed(cfg.seed, p.id) for p in sub],
+                 on_result=lambda i, g: emit(sub[i], g, len(g.prompt_ids), len(g.token_ids)))
+    ll = [p for p in pending if p.kind == "loglikelihood"]
+    if ll:
+        requests = [ScoreRequest(p.text, p.continuations, p.group) for p in ll]
+        loglikelihood(model, tokenizer, requests, batch_tokens=batch_tokens, progress=progress,
+                      on_result=lambda i, r: emit(ll[i], r, r.n_context_tokens, 0))
+    ppl = [p for p in pending if p.kind == "perplexity"]
+    if ppl:
+        stream: list[int] = []
+        windows = []
+        for p in ppl:
+            windows.append(Window(len(stream), len(stream) + len(p.tokens), len(stream) + p.score_from))
+            stream.extend(p.tokens)
+        width = max(len(p.tokens) for p in ppl)
+        window_nll(model, stream, windows, batch_size=max(1, batch_tokens // width), progress=progress,
+                   on_result=lambda k, nll, n: emit(ppl[k], (nll, n), len(ppl[k].tokens), 0))

@@ -1,0 +1,28 @@
+"""The task registry: task name (the ``task`` config key) -> task object.
+
+Each task object has ``name``, ``version``, ``METRICS`` (metric -> higher_is_better),
+``primary_metric(task_cfg)``, ``load(task_cfg, seed, world_seed=...)``, ``prompts(...)``,
+``score(...)`` and ``aggregate(...)``; see :mod:`kick_core.tasks.base`. Summarisation and
+instruction following register here when they land.
+"""
+
+from __future__ import annotations
+
+from kick_core.errors import lookup
+from kick_core.tasks import factoid_qa, icr_qa, mcq, perplexity
+from kick_core.tasks.base import Example, Prompt, Task
+
+TASKS: dict[str, Task] = {
+    "factoid_qa": factoid_qa.TASK,
+    "mcq": mcq.TASK,
+    "icr_qa": icr_qa.TASK,
+    "perplexity": perplexity.TASK,
+}
+
+
+def get_task(name: str) -> Task:
+    """``TASKS[name]`` with a did-you-mean error for unknown names."""
+    return lookup(TASKS, name, "task")
+
+
+__all__ = ["TASKS", "Example", "Prompt", "Task", "get_task"]

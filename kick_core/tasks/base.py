@@ -1,0 +1,169 @@
+"""What every task provides, and the shared plumbing: examples, prompts, data sources and record fields.
+
+A task turns a :class:`~kick_core.config.TaskConfig` into :class:`Example` s (``load``), each example
+into one or more :class:`Prompt` s (``prompts``: one per per-example record, e.g. ICR-QA's closed and
+open book), an engine output into a record's ``output``/``scores``/``flags`` (``score``), and the
+records into metrics (``aggregate``). ``evaluate`` is the only orchestrator; tasks never touch the
+model. A prompt is one of three request kinds:
+
+* ``generate``       -- text to continue (``max_new_tokens``, ``stop``);
+* ``loglikelihood``  -- a context with ``continuations`` to score (``group`` shares a KV prefix);
+* ``perplexity``     -- a token window (``tokens``, scored from ``score_from``).
+
+Later tasks (summarisation, instruction following) plug in as ``generate`` prompts whose record
+carries a ``judge`` field filled by a separate judge stage; multi-turn prompts are built with
+``models.format_chat`` before they reach the engine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from kick_core.config import RunConfig, TaskConfig
+from kick_core.errors import ConfigError
+
+RequestType = Literal["generate", "loglikelihood", "perplexity"]
+
+
+@dataclass(frozen=True)
+class Example:
+    """One dataset item, as loaded (no prompt formatting yet)."""
+
+    id: str
+    """Stable id from the dataset (e.g. FreebaseQA 'Question-ID', TriviaQA 'question_id')."""
+    input: str
+    """The question (or text) the model answers."""
+    answers: tuple[str, ...] = ()
+    """Reference answers / aliases (for MCQ: the gold letter)."""
+    choices: tuple[str, ...] = ()
+    """Answer options for multiple choice."""
+    context: tuple[str, ...] = ()
+    """Evidence documents for in-context tasks."""
+    meta: Mapping[str, Any] = field(default_factory=dict)
+    """Anything else a task needs (subject, legacy aliases, ...)."""
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """One engine request; each becomes exactly one per-example record."""
+
+    id: str
+    example: Example
+    kind: RequestType
+    text: str = ""
+    continuations: tuple[str, ...] = ()
+    group: str | None = None
+    max_new_tokens: int | None = None
+    stop: tuple[str, ...] = ()
+    tokens: tuple[int, ...] = ()
+    score_from: int = 1
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def hash(self) -> str:
+        """Hash of everything the model sees; a resumed run refuses records whose hash differs."""
+        payload = repr((self.kind, self.text, self.continuations, self.max_new_tokens, self.stop,
+                        self.tokens, self.score_from))
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+class Task(Protocol):
+    """The task contract (plain objects registered in ``kick_core.tasks.TASKS``)."""
+
+    name: str
+    version: str
+    METRICS: Mapping[str, bool]
+    """metric name -> higher_is_better."""
+
+    def primary_metric(self, cfg: TaskConfig) -> str: ...
+
+    def load(self, task_cfg: TaskConfig, seed: int, *, world_seed: int = 0) -> list[Example]: ...
+
+    def prompts(self, examples: Sequence[Example], cfg: RunConfig, tokenizer: Any, context_len: int) -> list[Prompt]: ...
+
+    def score(self, prompt: Prompt, output: Any, cfg: RunConfig, tokenizer: Any) -> dict[str, Any]: ...
+
+    def aggregate(self, records: Sequence[Mapping[str, Any]], cfg: RunConfig) -> tuple[dict[str, dict], dict[str, Any]]: ...
+
+
+# -- data sources ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Source:
+    """Where a task's data comes from: a local file/directory (real format) or a hub dataset id."""
+
+    kind: Literal["local", "hub"]
+    location: str
+
+    @property
+    def path(self) -> Path:
+        return Path(self.location)
+
+
+def resolve_source(task_cfg: TaskConfig, world_subdir: str, *, world_seed: int = 0) -> Source:
+    """'world' -> the embedded world's files; an existing path -> local; otherwise a hub id."""
+    dataset = task_cfg.dataset
+    if dataset == "world":
+        from kick_core.world import ensure_world_data
+
+        data = ensure_world_data(seed=world_seed)
+        data_dir = getattr(data, "data_dir", data)  # WorldPaths or the data directory itself
+        return Source("local", str(Path(data_dir) / world_subdir))
+    path = Path(dataset).expanduser()
+    if path.exists():
+        return Source("local", str(path))
+    if dataset.startswith((".", "/", "~")) or dataset.endswith((".json", ".jsonl", ".csv", ".txt", ".gz")):
+        raise ConfigError(f"dataset={dataset!r} looks like a local path but does not exist; fix the path.")
+    return Source("hub", dataset)
+
+
+def load_hub(dataset: str, config: str | None, split: str, **kwargs: Any):
+    """``datasets.load_dataset`` with a message naming the dataset, config and split on failure."""
+    import datasets
+
+    try:
+        return datasets.load_dataset(dataset, config, split=split, **kwargs)
+    except (FileNotFoundError, ValueError, ConnectionError) as err:
+        raise ConfigError(
+            f"could not load hub dataset {dataset!r} (config={config!r}, split={split!r}): {err}. "
+            "Fix: check the id/config/split, or point dataset at local files in the real format."
+        ) from err
+
+
+def take(examples: list[Example], n: int | None, *, seed: int | None = None) -> list[Example]:
+    """The first ``n`` examples (seed None), or a seeded sample of ``n`` kept in file order."""
+    if n is None or n >= len(examples):
+        return examples
+    if seed is None:
+        return examples[:n]
+    import numpy as np
+
+    idx = np.sort(np.random.default_rng(seed).choice(len(examples), size=n, replace=False))
+    return [examples[i] for i in idx]
+
+
+def record_fields(prompt: Prompt, output: str, reference: Any, scores: Mapping[str, float | None], *,
+                  flags: Mapping[str, Any] | None = None, choice_scores: Sequence[float] | None = None,
+                  **extra: Any) -> dict[str, Any]:
+    """A per-example record in the ``examples.jsonl`` schema shared by all tasks."""
+    return {"id": prompt.id, "prompt_hash": prompt.hash, "prompt": prompt.text, "output": output,
+            "choice_scores": list(choice_scores) if choice_scores is not None else None,
+            "reference": reference, "scores": dict(scores), "flags": dict(flags or {}), **extra}
+
+
+def summarize_metrics(records: Sequence[Mapping[str, Any]], metrics: Mapping[str, bool], cfg: RunConfig,
+                      *, names: Sequence[str] | None = None, scale: Mapping[str, float] | None = None) -> dict[str, dict]:
+    """Mean and bootstrap CI of each per-example score in ``names`` (default: all task metrics present)."""
+    from kick_core.stats import summarize
+
+    out = {}
+    for name in names or metrics:
+        values = [r["scores"].get(name) for r in records]
+        if all(v is None for v in values):
+            continue
+        out[name] = summarize(values, higher_is_better=metrics.get(name, True), n_bootstrap=cfg.eval.n_bootstrap,
+                              seed=cfg.seed, scale=(scale or {}).get(name, 1.0))
+    return out

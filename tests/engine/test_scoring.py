@@ -1,0 +1,93 @@
+"""Shared-prefix / KV-reused log-likelihood scoring equals plain per-choice scoring."""
+
+import pytest
+import torch
+
+from kick_core.engine import ScoreRequest, loglikelihood, loglikelihood_naive
+from kick_core.engine.batching import select_rows, token_batches
+from kick_core.testing import tiny_model, tiny_tokenizer
+
+pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
+
+SHOTS = "the quick brown fox jumps over the lazy dog . A B C \n"
+REQUESTS = [
+    ScoreRequest(SHOTS + "question : what is ?\nAnswer:", (" A", " B", " C", " D"), group="subject"),
+    ScoreRequest(SHOTS + "answer : paris is the capital\nAnswer:", (" A", " B", " C", " D"), group="subject"),
+    ScoreRequest(SHOTS + "the dog\nAnswer:", (" A", " B", " C", " D"), group="subject"),
+    ScoreRequest("question : what is the capital of france ?", (" paris", " the lazy dog", " yes .")),
+    ScoreRequest("a model that is", (" pruned forgets", " pruned", " 0 1 2"), group="g2"),
+    ScoreRequest("a model that", (" is", " 7"), group="g2"),
+    ScoreRequest("trailing space ", ("answer",)),
+]
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return tiny_tokenizer()
+
+
+@pytest.mark.parametrize("family", ["llama", "opt", "gpt2"])
+def test_shared_prefix_scores_equal_per_choice_scores(tok, family):
+    model = tiny_model(family, vocab_size=len(tok))
+    fast = loglikelihood(model, tok, REQUESTS, batch_tokens=96, progress=False)
+    slow = loglikelihood_naive(model, tok, REQUESTS)
+    for f, s in zip(fast, slow):
+        assert f.n_tokens == s.n_tokens
+        assert f.logprobs == pytest.approx(s.logprobs, abs=1e-4)
+        assert f.greedy_next == s.greedy_next
+
+
+def test_results_do_not_depend_on_batch_budget(tok):
+    model = tiny_model("llama", vocab_size=len(tok))
+    small = loglikelihood(model, tok, REQUESTS, batch_tokens=1, progress=False)
+    large = loglikelihood(model, tok, REQUESTS, batch_tokens=100_000, progress=False)
+    for a, b in zip(small, large):
+        assert a.logprobs == pytest.approx(b.logprobs, abs=1e-5)
+
+
+def test_continuation_is_tokenised_in_context_and_trailing_space_moves(tok):
+    (r,) = loglikelihood_naive(tiny_model("llama", vocab_size=len(tok)), tok, [ScoreRequest("the answer is ", ("yes",))])
+    whole = tok("the answer is yes")["input_ids"]
+    assert r.n_context_tokens == len(tok("the answer is")["input_ids"])
+    assert r.n_tokens == (len(whole) - r.n_context_tokens,)
+
+
+def test_greedy_next_is_the_one_token_greedy_generation(tok):
+    model = tiny_model("llama", vocab_size=len(tok))
+    (r,) = loglikelihood(model, tok, [REQUESTS[0]], progress=False)
+    ids = tok(REQUESTS[0].context, return_tensors="pt")
+    out = model.generate(**ids, max_new_tokens=1, do_sample=False, pad_token_id=tok.pad_token_id)
+    assert r.greedy_next == int(out[0, -1])
+
+
+def test_on_result_reports_every_request_once(tok):
+    seen = []
+    loglikelihood(tiny_model("llama", vocab_size=len(tok)), tok, REQUESTS, batch_tokens=64, progress=False,
+                  on_result=lambda i, r: seen.append(i))
+    assert sorted(seen) == list(range(len(REQUESTS)))
+
+
+def test_select_rows_does_not_mutate_the_shared_cache(tok):
+    from transformers import DynamicCache
+
+    model = tiny_model("llama", vocab_size=len(tok))
+    cache = DynamicCache(config=model.config)
+    model(input_ids=torch.tensor([[5, 6, 7]]), use_cache=True, past_key_values=cache)
+    before = [layer.keys.clone() for layer in cache.layers]
+    copy = select_rows(cache, torch.zeros(4, dtype=torch.long))
+    model(input_ids=torch.full((4, 2), 9), use_cache=True, past_key_values=copy)
+    assert copy.get_seq_length() == 5 and cache.get_seq_length() == 3
+    assert all(torch.equal(b, layer.keys) for b, layer in zip(before, cache.layers))
+
+
+def test_token_batches_respect_budget_and_cover_all_rows():
+    lengths = [5, 50, 7, 20, 20, 3]
+    batches = token_batches(lengths, 60)
+    assert sorted(i for b in batches for i in b) == list(range(6))
+    for b in batches:
+        assert len(b) == 1 or len(b) * max(lengths[i] for i in b) <= 60
+
+
+def test_empty_continuation_is_rejected(tok):
+    with pytest.raises(ValueError, match="no tokens of its own"):
+        loglikelihood(tiny_model("llama", vocab_size=len(tok)), tok, [ScoreRequest("abc", ("",))], progress=False)
