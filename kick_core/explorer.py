@@ -1,0 +1,147 @@
+"""Dense vs compressed, example by example: pairing runs, flips, the matching table and an ipywidgets browser.
+
+A *pair* is a compressed run and the dense run of the same task, protocol, model and seed. A *flip*
+is an example whose headline score changed between them ("lost": right when dense, wrong when
+compressed; "gained": the reverse). Flips are what a mean hides: two models with the same accuracy
+can disagree on many examples.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+
+from kick_core.errors import MissingDependencyError
+from kick_core.results import load_examples
+
+_KEYS = ["task", "protocol", "model", "seed"]
+
+
+def example_score(example: Mapping[str, Any], metric: str) -> float | None:
+    """An example's score for ``metric``: ``example['scores'][metric]`` or ``example[metric]``."""
+    scores = example.get("scores")
+    value = scores.get(metric) if isinstance(scores, Mapping) else None
+    if value is None:
+        value = example.get(metric)
+    return None if value is None else float(value)
+
+
+CORPUS_TASKS = ("perplexity",)
+"""Tasks whose metric is corpus-level (no per-example right/wrong): no flips, no paired test."""
+
+
+def dense_pairs(runs: pd.DataFrame, *, exclude: Sequence[str] = CORPUS_TASKS) -> pd.DataFrame:
+    """Each compressed run's headline metric next to its dense twin (same task, protocol, model, seed)."""
+    df = runs[runs["primary"].astype(bool) & ~runs["task"].isin(list(exclude))]
+    dense = df[df["method"] == "dense"][_KEYS + ["run_id", "run_dir", "value"]]
+    comp = df[df["method"] != "dense"]
+    return comp.merge(dense, on=_KEYS, suffixes=("", "_dense"), how="inner").reset_index(drop=True)
+
+
+def compare_examples(dense: Sequence[Mapping[str, Any]], compressed: Sequence[Mapping[str, Any]],
+                     metric: str) -> pd.DataFrame:
+    """Per-example table of dense vs compressed outputs and scores, flips first (joined on ``id``)."""
+    by_id = {str(e.get("id")): e for e in dense}
+    rows = []
+    for c in compressed:
+        d = by_id.get(str(c.get("id")))
+        if d is None:
+            continue
+        sd, sc = example_score(d, metric), example_score(c, metric)
+        flip = "" if sd is None or sc is None or sd == sc else ("lost" if sc < sd else "gained")
+        rows.append({"id": c.get("id"), "flip": flip, "dense_score": sd, "compressed_score": sc,
+                     "prompt": c.get("prompt", d.get("prompt")), "reference": c.get("reference", d.get("reference")),
+                     "dense_output": d.get("output"), "compressed_output": c.get("output")})
+    df = pd.DataFrame(rows, columns=["id", "flip", "dense_score", "compressed_score", "prompt", "reference",
+                                     "dense_output", "compressed_output"])
+    order = df["flip"].map({"lost": 0, "gained": 1, "": 2})
+    return df.assign(_o=order).sort_values(["_o", "id"], kind="stable").drop(columns="_o").reset_index(drop=True)
+
+
+def flips_overview(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per compressed run: examples compared, lost, gained and agreement with dense on the headline metric."""
+    rows = []
+    for p in dense_pairs(runs).itertuples():
+        table = compare_examples(load_examples(p.run_dir_dense), load_examples(p.run_dir), p.metric)
+        n = len(table)
+        lost, gained = int((table["flip"] == "lost").sum()), int((table["flip"] == "gained").sum())
+        rows.append({"task": p.task, "protocol": p.protocol, "slug": p.slug, "metric": p.metric, "n": n,
+                     "lost": lost, "gained": gained, "agreement": (n - lost - gained) / n if n else None})
+    return pd.DataFrame(rows, columns=["task", "protocol", "slug", "metric", "n", "lost", "gained", "agreement"])
+
+
+def _flatten(result: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in result.items():
+        if isinstance(v, Mapping):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        elif isinstance(v, (int, float, str, bool)) or v is None:
+            out[f"{prefix}{k}"] = v
+        elif isinstance(v, (list, tuple)) and len(v) == 2 and all(isinstance(x, (int, float)) for x in v):
+            out[f"{prefix}{k}"] = tuple(v)
+    return out
+
+
+def matching_table(runs: pd.DataFrame, *, tolerance: float = 0.05, n_bootstrap: int = 1000,
+                   seed: int = 0) -> pd.DataFrame:
+    """The paper's "matching" rule per compressed run, with a paired test against its dense twin.
+
+    One row per compressed run: task, protocol, compression, dense and compressed headline values,
+    and ``kick_core.stats.paired_analysis`` (flips, McNemar p, paired-bootstrap CI of the
+    difference, verdict matching | not matching | inconclusive) flattened into columns.
+    """
+    try:
+        from kick_core.stats import paired_analysis
+    except ImportError as err:
+        raise MissingDependencyError(f"the matching table needs kick_core.stats.paired_analysis ({err}).") from None
+    rows = []
+    for p in dense_pairs(runs).itertuples():
+        res = paired_analysis(load_examples(p.run_dir_dense), load_examples(p.run_dir), p.metric,
+                              n_bootstrap=n_bootstrap, seed=seed, tolerance=tolerance)
+        rows.append({"task": p.task, "protocol": p.protocol, "compression": p.slug, "sparsity": p.sparsity,
+                     "metric": p.metric, "dense": p.value_dense, "compressed": p.value, **_flatten(res)})
+    return pd.DataFrame(rows)
+
+
+def explorer(runs: pd.DataFrame, *, max_rows: int = 50):
+    """An ipywidgets browser: pick task, method and level; see dense vs compressed outputs, flips first."""
+    import ipywidgets as widgets
+
+    pairs = dense_pairs(runs)
+    body = widgets.HTML()
+    if pairs.empty:
+        body.value = "No compressed run has a dense twin in these results."
+        return body
+    task = widgets.Dropdown(options=sorted(pairs["task"].unique()), description="task")
+    method = widgets.Dropdown(description="method")
+    level = widgets.Dropdown(description="level")
+
+    def _methods(*_: Any) -> None:
+        method.options = sorted(pairs.loc[pairs["task"] == task.value, "method"].unique())
+        method.value = method.options[0] if method.options else None
+
+    def _levels(*_: Any) -> None:
+        sel = pairs[(pairs["task"] == task.value) & (pairs["method"] == method.value)]
+        level.options = list(dict.fromkeys(sel.sort_values("sparsity")["slug"]))
+        level.value = level.options[0] if level.options else None
+
+    def _show(*_: Any) -> None:
+        sel = pairs[(pairs["task"] == task.value) & (pairs["method"] == method.value) & (pairs["slug"] == level.value)]
+        if sel.empty:
+            body.value = ""
+            return
+        p = sel.iloc[0]
+        table = compare_examples(load_examples(p["run_dir_dense"]), load_examples(p["run_dir"]), p["metric"])
+        body.value = (f"<p><b>{p['slug']}</b> on {p['task']} ({p['metric']}): dense {p['value_dense']:.3g}, "
+                      f"compressed {p['value']:.3g}; {(table['flip'] == 'lost').sum()} lost, "
+                      f"{(table['flip'] == 'gained').sum()} gained</p>" + table.head(max_rows).to_html(index=False))
+
+    task.observe(_methods, "value")
+    method.observe(_levels, "value")
+    level.observe(_show, "value")
+    _methods()
+    _levels()
+    _show()
+    return widgets.VBox([widgets.HBox([task, method, level]), body])

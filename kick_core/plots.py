@@ -1,0 +1,213 @@
+"""Figures and small tables for the notebooks (seaborn); every function takes plain data and returns it drawn.
+
+Experiment notebooks show one run (:func:`metrics_frame`, :func:`plot_run_metrics`,
+:func:`plot_layer_sparsity`); report notebooks show a study from :func:`kick_core.results.load_runs`
+(:func:`plot_metric_vs_sparsity`, :func:`plot_nm`, :func:`plot_quantisation`,
+:func:`plot_perplexity_vs_tasks`). Error bars are the runs' own bootstrap 95% CIs, never recomputed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
+
+from kick_core.config import PRUNE_METHODS, QUANT_BITS
+
+_METRIC_COLS = ["metric", "value", "ci_low", "ci_high", "n", "higher_is_better"]
+
+
+def _as_dict(obj: Any) -> dict[str, Any]:
+    return dict(obj.as_dict()) if hasattr(obj, "as_dict") else dict(obj or {})
+
+
+def metrics_frame(result: Any) -> pd.DataFrame:
+    """A TaskResult's (or record's) metrics as a table: metric, value, ci_low, ci_high, n, higher_is_better."""
+    metrics = _as_dict(result).get("metrics") or {}
+    return pd.DataFrame([{"metric": k, **v} for k, v in metrics.items()], columns=_METRIC_COLS)
+
+
+def plot_run_metrics(result: Any):
+    """One run's metrics as points with their 95% CI, one small panel per metric (scales differ)."""
+    import matplotlib.pyplot as plt
+
+    df = metrics_frame(result)
+    fig, axes = plt.subplots(1, max(1, len(df)), figsize=(2.6 * max(1, len(df)), 2.4), squeeze=False)
+    for ax, row in zip(axes[0], df.itertuples()):
+        err = _yerr(pd.DataFrame([row._asdict()]))
+        ax.errorbar([0], [row.value], yerr=err, fmt="o", capsize=4)
+        ax.set_xticks([])
+        ax.set_title(f"{row.metric}\n(n={row.n})", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def _yerr(df: pd.DataFrame):
+    if df["ci_low"].isna().all() or df["ci_high"].isna().all():
+        return None
+    low = (df["value"] - df["ci_low"]).clip(lower=0).fillna(0)
+    high = (df["ci_high"] - df["value"]).clip(lower=0).fillna(0)
+    return [low.to_numpy(), high.to_numpy()]
+
+
+# -- compression report -----------------------------------------------------------------------------
+_PER_MATRIX_KEYS = ("per_matrix", "per_layer", "matrices", "layers")
+
+
+def layer_sparsity_frame(report: Any) -> pd.DataFrame:
+    """Realised sparsity per weight matrix from a compression report (columns: matrix, block, sparsity)."""
+    rep = _as_dict(report)
+    per = None
+    for source in (rep, rep.get("sparsity") if isinstance(rep.get("sparsity"), Mapping) else {}):
+        per = next((source[k] for k in _PER_MATRIX_KEYS if isinstance(source.get(k), Mapping)), None)
+        if per is not None:
+            break
+    rows = [{"matrix": name, "sparsity": float(v if not isinstance(v, Mapping) else v.get("sparsity", float("nan")))}
+            for name, v in (per or {}).items()]
+    df = pd.DataFrame(rows, columns=["matrix", "sparsity"])
+    df.insert(1, "block", df["matrix"].str.extract(r"\.(\d+)\.", expand=False).astype("float").astype("Int64"))
+    return df
+
+
+def plot_layer_sparsity(report: Any, target: float | None = None):
+    """Bar per decoder weight matrix of its realised sparsity; a dashed line at the target."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    df = layer_sparsity_frame(report)
+    fig, ax = plt.subplots(figsize=(max(4, 0.22 * len(df) + 2), 3))
+    if df.empty:
+        ax.text(0.5, 0.5, "no per-matrix sparsity in this report (dense or quantised model)", ha="center")
+        ax.set_axis_off()
+        return fig
+    short = df["matrix"].str.replace(r"^.*?(\d+)\.", r"\1.", regex=True)
+    sns.barplot(x=short, y=df["sparsity"], hue=df["block"].astype(str), dodge=False, ax=ax, legend=False)
+    if target is not None:
+        ax.axhline(target, ls="--", color="k", lw=1, label=f"target {target:g}")
+        ax.legend(loc="lower right")
+    ax.set(xlabel="decoder weight matrix (block.name)", ylabel="realised sparsity", ylim=(0, 1))
+    ax.tick_params(axis="x", rotation=90, labelsize=7)
+    fig.tight_layout()
+    return fig
+
+
+# -- study figures ----------------------------------------------------------------------------------
+def primary(runs: pd.DataFrame) -> pd.DataFrame:
+    """Only each run's headline metric."""
+    return runs[runs["primary"].astype(bool)].copy()
+
+
+def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Headline metric per task/protocol (rows) and compression (columns), 'value [ci_low, ci_high]'."""
+    df = primary(runs)
+    if df.empty:
+        return pd.DataFrame()
+    df["cell"] = [f"{v:.3g} [{lo:.3g}, {hi:.3g}]" if pd.notna(lo) else f"{v:.3g}"
+                  for v, lo, hi in zip(df["value"], df["ci_low"], df["ci_high"])]
+    df["task"] = df["task"] + " (" + df["metric"] + ", " + df["protocol"] + ")"
+    return df.pivot_table(index="task", columns="slug", values="cell", aggfunc="first")
+
+
+def _empty(message: str):
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 1))
+    ax.text(0.5, 0.5, message, ha="center", va="center")
+    ax.set_axis_off()
+    return fig
+
+
+def _errbars(data: pd.DataFrame, x: str, color=None, label=None, **_: Any) -> None:
+    import matplotlib.pyplot as plt
+
+    data = data.sort_values(x)
+    plt.gca().errorbar(data[x], data["value"], yerr=_yerr(data), marker="o", capsize=3, color=color, label=label)
+
+
+def _dense_lines(grid, dense: pd.DataFrame, col: str = "task") -> None:
+    for name, ax in grid.axes_dict.items():
+        ref = dense[dense[col] == name]
+        if not ref.empty:
+            ax.axhline(ref["value"].mean(), ls="--", color="k", lw=1, label="dense")
+
+
+def plot_metric_vs_sparsity(runs: pd.DataFrame, *, exclude: tuple[str, ...] = ("perplexity",)):
+    """Headline metric vs unstructured sparsity, one panel per task, a line per pruning method, dense dashed."""
+    import seaborn as sns
+
+    df = primary(runs)
+    df = df[~df["task"].isin(exclude)]
+    pruned = df[df["method"].isin(PRUNE_METHODS) & (df["structure"] == "unstructured")]
+    dense = df[df["method"] == "dense"]
+    if pruned.empty:
+        return _empty("no unstructured pruning runs in these results")
+    # dense is sparsity 0 of every method's curve
+    curves = pd.concat([pruned] + [dense.assign(method=m) for m in pruned["method"].unique()])
+    grid = sns.FacetGrid(curves, col="task", hue="method", sharey=False, height=3, aspect=1.1,
+                         col_wrap=min(3, curves["task"].nunique()))
+    grid.map_dataframe(_errbars, x="sparsity")
+    _dense_lines(grid, dense)
+    grid.add_legend()
+    grid.set_axis_labels("sparsity", "headline metric")
+    return grid.figure
+
+
+def plot_nm(runs: pd.DataFrame):
+    """N:M structured runs vs dense: one bar group per task (values with CIs)."""
+    return _bars(primary(runs), primary(runs)["structure"] != "unstructured", "no N:M runs in these results")
+
+
+def plot_quantisation(runs: pd.DataFrame):
+    """Quantised runs (rtn/gptq/awq/bnb) vs dense, one bar group per task."""
+    df = primary(runs)
+    return _bars(df, df["method"].isin(list(QUANT_BITS)), "no quantisation runs in these results")
+
+
+def _bars(df: pd.DataFrame, mask: pd.Series, message: str):
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    sel = pd.concat([df[df["method"] == "dense"], df[mask]])
+    if df[mask].empty:
+        return _empty(message)
+    tasks = list(dict.fromkeys(sel["task"]))
+    fig, axes = plt.subplots(1, len(tasks), figsize=(3.4 * len(tasks), 3), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        d = sel[sel["task"] == task].groupby("slug", as_index=False, sort=False).first()
+        sns.barplot(data=d, x="slug", y="value", hue="slug", ax=ax, legend=False)
+        ax.errorbar(range(len(d)), d["value"], yerr=_yerr(d), fmt="none", color="k", capsize=3)
+        ax.set(title=f"{task} ({d['metric'].iloc[0]})", xlabel="", ylabel="headline metric")
+        ax.tick_params(axis="x", rotation=45)
+    fig.tight_layout()
+    return fig
+
+
+def relative_to_dense(runs: pd.DataFrame) -> pd.DataFrame:
+    """Headline metrics as the fraction of dense quality kept (value/dense, or dense/value when lower is better)."""
+    df = primary(runs)
+    keys = ["task", "protocol", "model", "seed"]
+    dense = df[df["method"] == "dense"][keys + ["value"]].rename(columns={"value": "dense_value"})
+    out = df.merge(dense, on=keys, how="inner")
+    lower = out["higher_is_better"].eq(False)
+    out["kept"] = out["value"] / out["dense_value"]
+    out.loc[lower, "kept"] = out.loc[lower, "dense_value"] / out.loc[lower, "value"]
+    return out
+
+
+def plot_perplexity_vs_tasks(runs: pd.DataFrame):
+    """Fraction of dense quality kept vs sparsity, per method: perplexity beside the task metrics."""
+    import seaborn as sns
+
+    df = relative_to_dense(runs)
+    df = df[(df["structure"] == "unstructured") & df["method"].isin(("dense", *PRUNE_METHODS))]
+    pruned = df[df["method"] != "dense"]
+    if pruned.empty or "perplexity" not in set(df["task"]):
+        return _empty("needs dense, pruned and perplexity runs")
+    curves = pd.concat([pruned] + [df[df["method"] == "dense"].assign(method=m) for m in pruned["method"].unique()])
+    grid = sns.relplot(data=curves, x="sparsity", y="kept", hue="task", col="method", kind="line", marker="o",
+                       height=3, aspect=1.1, facet_kws={"sharey": True})
+    for ax in grid.axes.flat:
+        ax.axhline(0.95, ls=":", color="k", lw=1)
+    grid.set_axis_labels("sparsity", "fraction of dense kept")
+    return grid.figure

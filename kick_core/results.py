@@ -1,0 +1,202 @@
+"""Run records on disk: ``record.json`` + ``examples.jsonl`` per run, written atomically, read as tables.
+
+Layout of one study (the runner's output, one folder per expanded run)::
+
+    results/<study>/<run_id>/run.ipynb        executed notebook (papermill)
+    results/<study>/<run_id>/record.json      status, resolved config, metrics with CIs, provenance, ...
+    results/<study>/<run_id>/examples.jsonl   one line per evaluated example (written by evaluate)
+    results/<study>/report/                   executed report notebooks + their HTML
+
+Every write goes to a temporary file in the target folder and is moved into place with
+``os.replace``, so a crash while writing leaves the previous file (or none), never half a record.
+Report notebooks only read: :func:`load_runs` (one row per run and metric) and :func:`load_examples`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from kick_core.config import RunConfig
+
+log = logging.getLogger(__name__)
+
+RECORD = "record.json"
+EXAMPLES = "examples.jsonl"
+NOTEBOOK = "run.ipynb"
+STATUSES = ("ok", "failed")
+
+
+# -- atomic writes ---------------------------------------------------------------------------------
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` via a temp file in the same folder + ``os.replace`` (all or nothing)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> Path:
+    """JSON-encode ``obj`` (indent 2, non-JSON values via ``str``) and write it atomically."""
+    return atomic_write_text(path, json.dumps(obj, indent=2, default=_jsonable) + "\n")
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "as_dict"):
+        return value.as_dict()
+    if hasattr(value, "item"):  # numpy / torch scalars
+        return value.item()
+    if isinstance(value, (set, tuple)):
+        return list(value)
+    return str(value)
+
+
+# -- writing a run ---------------------------------------------------------------------------------
+def run_dir(cfg: RunConfig, out_dir: str | Path | None = None, *, results_root: str | Path = "results") -> Path:
+    """The run's folder: ``out_dir`` when given (the runner passes it), else ``results/<study>/<run_id>``."""
+    return Path(out_dir) if out_dir else Path(results_root) / cfg.study / cfg.run_id
+
+
+def _as_mapping(obj: Any) -> dict[str, Any]:
+    if obj is None:
+        return {}
+    if hasattr(obj, "as_dict"):
+        return dict(obj.as_dict())
+    if isinstance(obj, Mapping):
+        return dict(obj)
+    raise TypeError(f"expected a mapping or an object with as_dict(), got {type(obj).__name__}")
+
+
+def write_run(out_dir: str | Path, cfg: RunConfig, result: Any, report: Any = None, *,
+              times: Any = None, provenance: Mapping[str, Any] | None = None) -> Path:
+    """Write ``record.json`` (status ok) for a finished run and return its path.
+
+    Args:
+        out_dir: the run folder (``examples.jsonl`` is already there when ``evaluate`` wrote it;
+            otherwise the result's ``examples`` are written here).
+        cfg: the run's resolved config.
+        result: a ``TaskResult`` (or its ``as_dict()``): task, protocol, metrics, examples, meta.
+        report: the compression report (or its ``as_dict()``); None for no compression step.
+        times: a ``kick_core.log.StageTimes`` (or dict stage -> {seconds, peak_rss_mb, peak_gpu_mb}).
+        provenance: defaults to ``kick_core.provenance.collect_provenance(cfg)``.
+    """
+    out = Path(out_dir)
+    res = _as_mapping(result)
+    examples = res.pop("examples", None) or []
+    if not (out / EXAMPLES).exists():
+        atomic_write_text(out / EXAMPLES, "".join(json.dumps(e, default=_jsonable) + "\n" for e in examples))
+    stages = _as_mapping(times)
+    if provenance is None:
+        from kick_core.provenance import collect_provenance
+
+        provenance = collect_provenance(cfg)
+    meta = dict(res.get("meta") or {})
+    metrics = dict(res.get("metrics") or {})
+    peaks = [s.get("peak_rss_mb") for s in stages.values() if s.get("peak_rss_mb") is not None]
+    gpu_peaks = [s.get("peak_gpu_mb") for s in stages.values() if s.get("peak_gpu_mb") is not None]
+    record = {
+        "run_id": cfg.run_id,
+        "study": cfg.study,
+        "status": "ok",
+        "config_hash": cfg.config_hash(),
+        "config": cfg.to_dict(),
+        "flat": cfg.to_flat(),
+        "task": res.get("task", cfg.task.task),
+        "protocol": res.get("protocol", cfg.task.protocol),
+        "primary_metric": meta.get("primary_metric") or next(iter(metrics), None),
+        "metrics": metrics,
+        "n_examples": res.get("n_examples"),
+        "compression": _as_mapping(report),
+        "timings": stages,
+        "peak_memory": {"rss_mb": max(peaks, default=None), "gpu_mb": max(gpu_peaks, default=None)},
+        "tokens": {k: v for k, v in meta.items() if "token" in k},
+        "meta": meta,
+        "provenance": dict(provenance),
+        "paths": {"run_dir": str(out.resolve()), "record": RECORD, "examples": EXAMPLES, "notebook": NOTEBOOK},
+    }
+    path = atomic_write_json(out / RECORD, record)
+    log.info("wrote %s (%s)", path, ", ".join(f"{k}={v.get('value')}" for k, v in metrics.items()))
+    return path
+
+
+# -- reading ---------------------------------------------------------------------------------------
+def read_record(path: str | Path) -> dict[str, Any] | None:
+    """The record in a run folder (or at a record.json path); None if missing or unreadable."""
+    path = Path(path)
+    path = path / RECORD if path.is_dir() else path
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def iter_records(results_dir: str | Path, *, status: str | None = "ok") -> Iterable[dict[str, Any]]:
+    """Every record.json under ``results_dir`` (any depth), optionally only those with ``status``."""
+    for path in sorted(Path(results_dir).rglob(RECORD)):
+        rec = read_record(path)
+        if rec is not None and (status is None or rec.get("status") == status):
+            rec.setdefault("paths", {})["run_dir"] = str(path.parent)
+            yield rec
+
+
+def load_examples(run: str | Path | Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Per-example records of a run (a run folder, a record.json path or a loaded record)."""
+    if isinstance(run, Mapping):
+        folder = Path(run["paths"]["run_dir"])
+    else:
+        folder = Path(run) if Path(run).is_dir() else Path(run).parent
+    path = folder / EXAMPLES
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+_COLUMNS = ("run_id", "study", "task", "protocol", "model", "method", "structure", "sparsity", "bits",
+            "group_size", "slug", "seed", "metric", "primary", "value", "ci_low", "ci_high", "n",
+            "higher_is_better", "realised_sparsity", "run_dir")
+
+
+def load_runs(results_dir: str | Path, *, status: str | None = "ok"):
+    """All finished runs under ``results_dir`` as a pandas DataFrame, one row per run and metric.
+
+    Columns: run_id, study, task, protocol, model, method, structure, sparsity (the target: N/M for
+    N:M), bits, group_size, slug, seed, metric, primary (the task's headline metric), value, ci_low,
+    ci_high, n, higher_is_better, realised_sparsity (from the compression report), run_dir.
+    """
+    import pandas as pd
+
+    from kick_core.config import CompressConfig
+
+    rows = []
+    for rec in iter_records(results_dir, status=status):
+        cfg = rec["config"]
+        comp = CompressConfig(**cfg["compress"])
+        realised = (rec.get("compression") or {}).get("sparsity")
+        if isinstance(realised, Mapping):
+            realised = realised.get("overall")
+        for name, m in (rec.get("metrics") or {}).items():
+            rows.append({
+                "run_id": rec["run_id"], "study": rec.get("study"), "task": rec.get("task"),
+                "protocol": rec.get("protocol"), "model": cfg["model"]["model"], "method": comp.method,
+                "structure": comp.structure, "sparsity": comp.target_sparsity, "bits": comp.bits,
+                "group_size": comp.group_size, "slug": comp.slug, "seed": cfg.get("seed"), "metric": name,
+                "primary": name == rec.get("primary_metric"), "value": m.get("value"),
+                "ci_low": m.get("ci_low"), "ci_high": m.get("ci_high"), "n": m.get("n"),
+                "higher_is_better": m.get("higher_is_better"), "realised_sparsity": realised,
+                "run_dir": rec["paths"]["run_dir"],
+            })
+    return pd.DataFrame(rows, columns=list(_COLUMNS))
