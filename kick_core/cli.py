@@ -96,11 +96,12 @@ def _ls(what: str) -> list[str]:
     from kick_core import config
 
     if what == "methods":
-        try:
-            from kick_core.compress import COMPRESSORS
-        except ImportError:
-            COMPRESSORS = {}
-        return [f"{m}{'' if m == 'dense' or m in COMPRESSORS else '  (not implemented yet)'}" for m in config.METHODS]
+        from kick_core.compress import COMPRESSORS
+
+        width = max(map(len, config.METHODS))
+        lines = [f"{m:<{width}}  {COMPRESSORS[m].description}" for m in config.METHODS]
+        return lines + [f"preset {name}: {', '.join(f'{k}={v}' for k, v in values.items())}"
+                        for name, values in config.PRESETS.items()]
     if what == "tasks":
         try:
             from kick_core.tasks import TASKS

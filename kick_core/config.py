@@ -14,6 +14,10 @@ and every combination, so a typo fails in a second, before any model loads::
 
 Flat names are unique across the four sections, so a notebook's ``parameters`` cell holds exactly
 :func:`flat_fields` and ``RunConfig.from_flat(**params)`` rebuilds the typed config.
+
+A point may also name a *preset* (``preset: gptq_study_w4``): a named bundle of flat values from
+:data:`PRESETS`, expanded before validation; values given alongside it win. The resolved config
+holds the expanded values, so a preset and the same values spelled out are the same run.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from typing import Any, get_type_hints
 
 import yaml
 
-from kick_core.errors import ConfigError, did_you_mean
+from kick_core.errors import ConfigError, did_you_mean, lookup
 
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 CHAT_TEMPLATES = ("auto", "vicuna_v1.1", "none")
@@ -45,8 +49,26 @@ PROTOCOLS = ("legacy", "strict")
 BOOKS = ("closed", "open", "both")
 LENGTHS = ("all", "small", "mid", "large")
 DECODINGS = ("greedy", "sample")
+JUDGES = ("auto", "none", "rubric", "openai", "hf")
+JUDGE_MODES = ("auto", "pairwise", "single")
 EMBEDDED_MODEL = "kick-world"
 _NM = re.compile(r"^(\d+):(\d+)$")
+
+_GPTQ_STUDY = dict(method="gptq", group_size=128, symmetric=False, act_order=False, true_sequential=False,
+                   calib_dataset="wikitext2", n_calib=128, calib_seqlen=2048, calib_seed=0, blocksize=128,
+                   percdamp=0.01)
+PRESETS: dict[str, dict[str, Any]] = {
+    "gptq_study_w4": {**_GPTQ_STUDY, "bits": 4},
+    "gptq_study_w8": {**_GPTQ_STUDY, "bits": 8},
+}
+"""Named bundles of flat parameters. gptq_study_*: the study's GPTQ runs (PROTOCOL §4.8:
+``GPTQ_experiment/llama.py``): g128, asymmetric, no act-order, no true-sequential, damping 0.01,
+blocksize 128, WikiText-2 calibration, 128 x 2048 tokens, seed 0."""
+
+
+def preset(name: str) -> dict[str, Any]:
+    """The flat parameters of preset `name` (UnknownNameError with close matches otherwise)."""
+    return dict(lookup(PRESETS, name, "preset"))
 
 
 def _choice(value: Any, allowed: Iterable[Any], name: str) -> None:
@@ -299,9 +321,19 @@ class EvalConfig:
     """Bootstrap resamples for 95% confidence intervals."""
     seqlen: int = 2048
     """Perplexity window / context length assumed by the protocol."""
+    judge: str = "auto"
+    """Judge of summarisation/instruction outputs: auto (rubric on dataset 'world', else none) | none | rubric | openai | hf."""
+    judge_model: str | None = None
+    """Judge model (openai: served model id; hf: hub id or path); None = $KICK_JUDGE_MODEL, else pinned GPT-4."""
+    judge_base_url: str | None = None
+    """OpenAI-compatible judge endpoint; None = $KICK_JUDGE_BASE_URL, else the OpenAI API (key: environment only)."""
+    judge_mode: str = "auto"
+    """auto (pairwise against the data's reference answers, else single) | pairwise | single (strict only)."""
 
     def __post_init__(self) -> None:
         _choice(self.decoding, DECODINGS, "decoding")
+        _choice(self.judge, JUDGES, "judge")
+        _choice(self.judge_mode, JUDGE_MODES, "judge_mode")
         _positive(self.batch_tokens, "batch_tokens")
         _positive(self.max_new_tokens, "max_new_tokens", allow_none=True)
         _positive(self.n_bootstrap, "n_bootstrap")
@@ -333,6 +365,12 @@ class RunConfig:
         t = self.task
         if t.task == "perplexity" and t.protocol == "legacy" and t.n_examples is not None:
             raise ConfigError("task 'perplexity' with protocol 'legacy' scores the whole test text; remove n_examples.")
+        if self.eval.judge == "rubric" and t.task in ("summarisation", "instruction") and t.dataset != "world":
+            raise ConfigError(f"judge 'rubric' only has rules for the embedded world's data, not dataset={t.dataset!r}; "
+                              "use judge: openai|hf (or none) on real data.")
+        if t.protocol == "legacy" and self.eval.judge_mode == "single":
+            raise ConfigError("judge_mode 'single' has no legacy prompt (the original judged pairwise against a "
+                              "reference); use protocol: strict, or judge_mode: auto|pairwise.")
 
     # -- flat view (papermill parameters) -------------------------------------------------
     @classmethod
@@ -342,7 +380,17 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, params: Mapping[str, Any], *, where: str = "") -> RunConfig:
-        """Strict constructor from a flat mapping: unknown keys and wrong types raise ConfigError."""
+        """Strict constructor from a flat mapping: unknown keys and wrong types raise ConfigError.
+
+        A ``preset`` key expands to :data:`PRESETS`[name] first; the other keys override its values.
+        """
+        if "preset" in params:
+            params = dict(params)
+            name = params.pop("preset")
+            try:
+                params = {**preset(name), **params}
+            except ConfigError as err:
+                raise ConfigError(f"{err}{f' (in {where})' if where else ''}") from None
         known = flat_fields()
         section_of = {name: sec for sec, dc in _SECTIONS.items() for name in _names(dc)}
         parts: dict[str, dict[str, Any]] = {sec: {} for sec in _SECTIONS}

@@ -7,6 +7,15 @@ engine batch finishes. Re-running on the same ``out_dir`` resumes: records alrea
 (after checking that their prompt hash matches the prompt rebuilt now) and only the rest is
 computed. At the end the file is rewritten in input order, so a finished run's file does not
 depend on how often it was interrupted.
+
+Multi-turn tasks (MT-Bench) provide ``followups(prompts, done, cfg, tokenizer, context_len)``: after
+a round has run, it builds the next turn's prompts from that round's records (the model's own
+answers), and the loop runs again until it returns none. Each turn is its own record.
+
+Judged tasks (``task.judge_task`` set: summarisation, instruction following) are then scored by the
+judge stage (:mod:`kick_core.judge.records`): verdicts, raw replies and parse failures go into each
+record, ``examples.jsonl`` is rewritten with them, and ``meta["judge"]`` says which judge ran or that
+none was configured (judge metrics missing, never 0).
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ from kick_core.config import RunConfig
 from kick_core.engine import ScoreRequest, Window, generate, loglikelihood, window_nll
 from kick_core.engine.generation import Sampling
 from kick_core.errors import KickError
+from kick_core.judge.records import check_failures, judge_examples
 from kick_core.log import StageTimes, timed
 from kick_core.tasks import get_task
 from kick_core.tasks.base import Prompt
@@ -81,22 +91,19 @@ def _read_existing(path: Path) -> dict[str, dict]:
 
 
 def _check_resume(existing: Mapping[str, dict], prompts: Sequence[Prompt], path: Path) -> dict[str, dict]:
-    wanted = {p.id: p for p in prompts}
+    """The recorded examples among ``prompts``; a record whose prompt hash differs is an error."""
     kept = {}
-    for key, rec in existing.items():
-        p = wanted.get(key)
-        if p is None:
+    for p in prompts:
+        rec = existing.get(p.id)
+        if rec is None:
             continue
         if rec.get("prompt_hash") != p.hash:
             raise KickError(
-                f"{path} holds example {key!r} with prompt hash {rec.get('prompt_hash')!r}, but this config builds "
+                f"{path} holds example {p.id!r} with prompt hash {rec.get('prompt_hash')!r}, but this config builds "
                 f"hash {p.hash!r}: the file belongs to a different config or data. Fix: use a fresh out_dir or "
                 "delete the file."
             )
-        kept[key] = rec
-    if len(kept) < len(existing):
-        log.warning("%s: %d recorded examples are not part of this run and will be dropped",
-                    path, len(existing) - len(kept))
+        kept[p.id] = rec
     return kept
 
 
@@ -135,22 +142,14 @@ def evaluate(model: torch.nn.Module, tokenizer: Any, cfg: RunConfig, *, out_dir:
     ctx = context_length(model, cfg.eval.seqlen)
     with timed("evaluate/prompts", into=times):
         prompts = task.prompts(examples, cfg, tokenizer, ctx)
-    if len({p.id for p in prompts}) != len(prompts):
-        raise KickError(f"task {task.name!r} built duplicate example ids; the dataset has repeated ids.")
 
     path = Path(out_dir) / EXAMPLES if out_dir is not None else None
-    done: dict[str, dict] = {}
+    existing: dict[str, dict] = {}
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        done = _check_resume(_read_existing(path), prompts, path)
-    n_resumed = len(done)
-    pending = [p for p in prompts if p.id not in done]
-    log.info("%s/%s: %d examples (%d prompts), %d already recorded, %d to run",
-             task.name, cfg.task.protocol, len(examples), len(prompts), n_resumed, len(pending))
-
-    writer = path.open("a", encoding="utf-8") if path is not None else None
-    if writer is not None and n_resumed == 0:
-        writer.truncate(0)  # drop stale lines of another run
+        existing = _read_existing(path)
+    done: dict[str, dict] = {}
+    writer = None
 
     def emit(prompt: Prompt, output: Any, n_prompt: int, n_new: int) -> None:
         rec = task.score(prompt, output, cfg, tokenizer)
@@ -161,23 +160,57 @@ def evaluate(model: torch.nn.Module, tokenizer: Any, cfg: RunConfig, *, out_dir:
             writer.write(json.dumps(rec, ensure_ascii=False) + "\n")
             writer.flush()
 
+    # Multi-turn tasks (MT-Bench) build the next turn's prompts from the records of the turn before,
+    # so the model answers its own first answer's follow-up; single-turn tasks run one round.
+    followups = getattr(task, "followups", None)
+    all_prompts: list[Prompt] = []
+    n_resumed = n_round = 0
+    round_prompts = prompts
     try:
-        with timed("evaluate/run", into=times):
-            _run(model, tokenizer, cfg, pending, emit, progress)
+        while round_prompts:
+            kept = _check_resume(existing, round_prompts, path) if path is not None else {}
+            done.update(kept)
+            n_resumed += len(kept)
+            pending = [p for p in round_prompts if p.id not in done]
+            if not all_prompts:
+                log.info("%s/%s: %d examples (%d prompts), %d already recorded, %d to run",
+                         task.name, cfg.task.protocol, len(examples), len(round_prompts), n_resumed, len(pending))
+                if path is not None:
+                    writer = path.open("a", encoding="utf-8")
+                    if n_resumed == 0:
+                        writer.truncate(0)  # drop stale lines of another run
+            all_prompts += round_prompts
+            if len({p.id for p in all_prompts}) != len(all_prompts):
+                raise KickError(f"task {task.name!r} built duplicate example ids; the dataset has repeated ids.")
+            n_round += 1
+            with timed("evaluate/run" if n_round == 1 else f"evaluate/run{n_round}", into=times):
+                _run(model, tokenizer, cfg, pending, emit, progress)
+            round_prompts = followups(round_prompts, done, cfg, tokenizer, ctx) if followups is not None else []
     finally:
         if writer is not None:
             writer.close()
+    prompts = all_prompts
+    dropped = len(set(existing) - {p.id for p in prompts})
+    if dropped:
+        log.warning("%s: %d recorded examples are not part of this run and were dropped", path, dropped)
 
     records = [done[p.id] for p in prompts]
     if path is not None:
         _atomic_write(path, records)
+    judge_meta = None
+    if getattr(task, "judge_task", None):
+        with timed("evaluate/judge", into=times):
+            judge_meta = judge_examples(task, records, cfg, progress=progress)
+        if path is not None:
+            _atomic_write(path, records)
+        check_failures(judge_meta, cfg, len(records))
     with timed("evaluate/aggregate", into=times):
         metrics, meta = task.aggregate(records, cfg)
     meta = {"primary_metric": task.primary_metric(cfg.task), "task_version": task.version,
             "n_prompts": len(prompts), "n_resumed": n_resumed, "context_length": ctx,
             "prompt_tokens": sum(int(r.get("n_prompt_tokens") or 0) for r in records),
             "generated_tokens": sum(int(r.get("n_new_tokens") or 0) for r in records),
-            **meta, "timings": times.as_dict()}
+            **({"judge": judge_meta} if judge_meta is not None else {}), **meta, "timings": times.as_dict()}
     primary = metrics.get(meta["primary_metric"], {})
     log.info("%s/%s: %s = %s (95%% CI %s-%s, n=%s)", task.name, cfg.task.protocol, meta["primary_metric"],
              primary.get("value"), primary.get("ci_low"), primary.get("ci_high"), primary.get("n"))

@@ -15,17 +15,9 @@ import pandas as pd
 
 from kick_core.errors import MissingDependencyError
 from kick_core.results import load_examples
+from kick_core.stats import example_score
 
-_KEYS = ["task", "protocol", "model", "seed"]
-
-
-def example_score(example: Mapping[str, Any], metric: str) -> float | None:
-    """An example's score for ``metric``: ``example['scores'][metric]`` or ``example[metric]``."""
-    scores = example.get("scores")
-    value = scores.get(metric) if isinstance(scores, Mapping) else None
-    if value is None:
-        value = example.get(metric)
-    return None if value is None else float(value)
+_KEYS = ["task", "metric", "protocol", "model", "seed"]
 
 
 CORPUS_TASKS = ("perplexity",)
@@ -33,8 +25,14 @@ CORPUS_TASKS = ("perplexity",)
 
 
 def dense_pairs(runs: pd.DataFrame, *, exclude: Sequence[str] = CORPUS_TASKS) -> pd.DataFrame:
-    """Each compressed run's headline metric next to its dense twin (same task, protocol, model, seed)."""
-    df = runs[runs["primary"].astype(bool) & ~runs["task"].isin(list(exclude))]
+    """Each compressed run's headline metric(s) next to its dense twin (same task, metric, protocol, model, seed).
+
+    Headline metrics are those of :func:`kick_core.plots.primary` (ICR-QA: closed- and open-book).
+    """
+    from kick_core.plots import primary
+
+    df = primary(runs)
+    df = df[~df["task"].isin(list(exclude))]
     dense = df[df["method"] == "dense"][_KEYS + ["run_id", "run_dir", "value"]]
     comp = df[df["method"] != "dense"]
     return comp.merge(dense, on=_KEYS, suffixes=("", "_dense"), how="inner").reset_index(drop=True)

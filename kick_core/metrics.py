@@ -17,6 +17,7 @@ import re
 import string
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from functools import cache
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
 # TriviaQA's official normaliser also treats these quote marks as punctuation.
@@ -119,3 +120,66 @@ def legacy_mmlu_prediction(decoded_full: str) -> str:
     is ':' or similar and the item counts as wrong (bug kept: PROTOCOL.md §5.2).
     """
     return decoded_full[-1:] if decoded_full else ""
+
+
+# -- generation metrics (summarisation, instruction following) ------------------------------------
+def word_count(text: str) -> int:
+    """Whitespace-separated words (the unit of the study's length buckets and its 150-word limit)."""
+    return len(text.split())
+
+
+def within_words(text: str, limit: int = 150) -> float:
+    """1.0 if ``text`` has at most ``limit`` words ('in less than 150 words' is read as <= 150) and is non-empty."""
+    n = word_count(text)
+    return float(0 < n <= limit)
+
+
+_ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
+
+
+def rouge(prediction: str, reference: str) -> dict[str, float]:
+    """ROUGE-1/2/L F-measure (Google ``rouge-score``, Porter stemming) of a prediction against one reference.
+
+    For CNN/DM the reference is the highlights joined with spaces; ROUGE-L is computed over the whole
+    text (not the newline-split ``rougeLsum``), so it does not depend on how a summary breaks lines.
+    An empty prediction scores 0 on all three.
+    """
+    scores = _rouge_scorer().score(reference, prediction)
+    return {name: float(scores[name].fmeasure) for name in _ROUGE_TYPES}
+
+
+@cache
+def _rouge_scorer():
+    from rouge_score import rouge_scorer
+
+    return rouge_scorer.RougeScorer(list(_ROUGE_TYPES), use_stemmer=True)
+
+
+def ngrams(tokens: Sequence, n: int) -> list[tuple]:
+    """Consecutive n-grams of a token sequence (empty when it is shorter than n)."""
+    return [tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)]
+
+
+def distinct_n(tokens: Sequence, n: int) -> float | None:
+    """Distinct-n (Li et al. 2016): unique n-grams / all n-grams; None when there is no n-gram.
+
+    1.0 means no n-gram repeats; a degenerate loop ("the the the") tends to 0. Over model token ids
+    this is the defined version of the paper's unspecified "unique token" count (Fig. 6c).
+    """
+    grams = ngrams(tokens, n)
+    return len(set(grams)) / len(grams) if grams else None
+
+
+def repetition_rate(tokens: Sequence, n: int = 4) -> float | None:
+    """Share of n-grams that repeat an earlier n-gram of the same text (1 - distinct-n); None if none."""
+    d = distinct_n(tokens, n)
+    return None if d is None else 1.0 - d
+
+
+def mention_recall(text: str, mentions: Iterable[str]) -> float | None:
+    """Share of ``mentions`` (names, values) found in ``text`` case-insensitively; None if there are none."""
+    mentions = [m for m in mentions if m]
+    if not mentions:
+        return None
+    low = text.lower()
+    return sum(str(m).lower() in low for m in mentions) / len(mentions)

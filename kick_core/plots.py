@@ -59,7 +59,8 @@ def layer_sparsity_frame(report: Any) -> pd.DataFrame:
     """Realised sparsity per weight matrix from a compression report (columns: matrix, block, sparsity)."""
     rep = _as_dict(report)
     per = None
-    for source in (rep, rep.get("sparsity") if isinstance(rep.get("sparsity"), Mapping) else {}):
+    # the sparsity section first: a CompressionReport's top-level 'layers' holds losses, not sparsity
+    for source in (rep.get("sparsity") if isinstance(rep.get("sparsity"), Mapping) else {}, rep):
         per = next((source[k] for k in _PER_MATRIX_KEYS if isinstance(source.get(k), Mapping)), None)
         if per is not None:
             break
@@ -93,9 +94,20 @@ def plot_layer_sparsity(report: Any, target: float | None = None):
 
 
 # -- study figures ----------------------------------------------------------------------------------
+EXTRA_PANELS: dict[str, tuple[str, ...]] = {"icr_qa": ("exact_match_closed",)}
+"""Metrics drawn beside a task's headline metric: ICR-QA is the paper's closed- vs open-book contrast."""
+
+
 def primary(runs: pd.DataFrame) -> pd.DataFrame:
-    """Only each run's headline metric."""
-    return runs[runs["primary"].astype(bool)].copy()
+    """Each run's headline metric (plus the EXTRA_PANELS metrics); ``panel`` names what a figure panel shows.
+
+    ``panel`` is the task name, or ``"<task>: <metric>"`` for tasks drawn with more than one metric.
+    """
+    extra = [m in EXTRA_PANELS.get(t, ()) for t, m in zip(runs["task"], runs["metric"])]
+    df = runs[runs["primary"].astype(bool) | pd.Series(extra, index=runs.index, dtype=bool)].copy()
+    split = df["task"].isin(list(EXTRA_PANELS))
+    df["panel"] = df["task"].where(~split, df["task"] + ": " + df["metric"])
+    return df
 
 
 def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
@@ -125,7 +137,7 @@ def _errbars(data: pd.DataFrame, x: str, color=None, label=None, **_: Any) -> No
     plt.gca().errorbar(data[x], data["value"], yerr=_yerr(data), marker="o", capsize=3, color=color, label=label)
 
 
-def _dense_lines(grid, dense: pd.DataFrame, col: str = "task") -> None:
+def _dense_lines(grid, dense: pd.DataFrame, col: str = "panel") -> None:
     for name, ax in grid.axes_dict.items():
         ref = dense[dense[col] == name]
         if not ref.empty:
@@ -144,8 +156,8 @@ def plot_metric_vs_sparsity(runs: pd.DataFrame, *, exclude: tuple[str, ...] = ("
         return _empty("no unstructured pruning runs in these results")
     # dense is sparsity 0 of every method's curve
     curves = pd.concat([pruned] + [dense.assign(method=m) for m in pruned["method"].unique()])
-    grid = sns.FacetGrid(curves, col="task", hue="method", sharey=False, height=3, aspect=1.1,
-                         col_wrap=min(3, curves["task"].nunique()))
+    grid = sns.FacetGrid(curves, col="panel", hue="method", sharey=False, height=3, aspect=1.1,
+                         col_wrap=min(3, curves["panel"].nunique()))
     grid.map_dataframe(_errbars, x="sparsity")
     _dense_lines(grid, dense)
     grid.add_legend()
@@ -171,13 +183,13 @@ def _bars(df: pd.DataFrame, mask: pd.Series, message: str):
     sel = pd.concat([df[df["method"] == "dense"], df[mask]])
     if df[mask].empty:
         return _empty(message)
-    tasks = list(dict.fromkeys(sel["task"]))
-    fig, axes = plt.subplots(1, len(tasks), figsize=(3.4 * len(tasks), 3), squeeze=False)
-    for ax, task in zip(axes[0], tasks):
-        d = sel[sel["task"] == task].groupby("slug", as_index=False, sort=False).first()
+    panels = list(dict.fromkeys(sel["panel"]))
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 3), squeeze=False)
+    for ax, panel in zip(axes[0], panels):
+        d = sel[sel["panel"] == panel].groupby("slug", as_index=False, sort=False).first()
         sns.barplot(data=d, x="slug", y="value", hue="slug", ax=ax, legend=False)
         ax.errorbar(range(len(d)), d["value"], yerr=_yerr(d), fmt="none", color="k", capsize=3)
-        ax.set(title=f"{task} ({d['metric'].iloc[0]})", xlabel="", ylabel="headline metric")
+        ax.set(title=f"{d['task'].iloc[0]} ({d['metric'].iloc[0]})", xlabel="", ylabel="headline metric")
         ax.tick_params(axis="x", rotation=45)
     fig.tight_layout()
     return fig
@@ -186,7 +198,7 @@ def _bars(df: pd.DataFrame, mask: pd.Series, message: str):
 def relative_to_dense(runs: pd.DataFrame) -> pd.DataFrame:
     """Headline metrics as the fraction of dense quality kept (value/dense, or dense/value when lower is better)."""
     df = primary(runs)
-    keys = ["task", "protocol", "model", "seed"]
+    keys = ["task", "metric", "protocol", "model", "seed"]
     dense = df[df["method"] == "dense"][keys + ["value"]].rename(columns={"value": "dense_value"})
     out = df.merge(dense, on=keys, how="inner")
     lower = out["higher_is_better"].eq(False)
@@ -205,7 +217,7 @@ def plot_perplexity_vs_tasks(runs: pd.DataFrame):
     if pruned.empty or "perplexity" not in set(df["task"]):
         return _empty("needs dense, pruned and perplexity runs")
     curves = pd.concat([pruned] + [df[df["method"] == "dense"].assign(method=m) for m in pruned["method"].unique()])
-    grid = sns.relplot(data=curves, x="sparsity", y="kept", hue="task", col="method", kind="line", marker="o",
+    grid = sns.relplot(data=curves, x="sparsity", y="kept", hue="panel", col="method", kind="line", marker="o",
                        height=3, aspect=1.1, facet_kws={"sharey": True})
     for ax in grid.axes.flat:
         ax.axhline(0.95, ls=":", color="k", lw=1)

@@ -82,7 +82,8 @@ def mcnemar_exact(b: int, c: int) -> float:
     return float(min(1.0, 2.0 * _sp.binom.cdf(min(b, c), n, 0.5)))
 
 
-def _score(record: Mapping[str, Any], metric: str) -> float | None:
+def example_score(record: Mapping[str, Any], metric: str) -> float | None:
+    """An example record's score for ``metric``: ``record['scores'][metric]`` or ``record[metric]``."""
     scores = record.get("scores")
     value = scores.get(metric) if isinstance(scores, Mapping) else None
     if value is None:
@@ -93,11 +94,11 @@ def _score(record: Mapping[str, Any], metric: str) -> float | None:
 def paired_scores(dense_examples: Sequence[Mapping[str, Any]], comp_examples: Sequence[Mapping[str, Any]],
                   metric: str) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Ids and aligned score arrays of the examples both runs scored (joined on ``id``, dense order)."""
-    comp = {str(e.get("id")): _score(e, metric) for e in comp_examples}
+    comp = {str(e.get("id")): example_score(e, metric) for e in comp_examples}
     ids, d, c = [], [], []
     for e in dense_examples:
         key = str(e.get("id"))
-        sd, sc = _score(e, metric), comp.get(key)
+        sd, sc = example_score(e, metric), comp.get(key)
         if sd is not None and sc is not None:
             ids.append(key)
             d.append(sd)

@@ -47,7 +47,7 @@ def tiny_config(family: str, vocab_size: int, hidden: int = 32, layers: int = 2,
     if family in ("llama", "qwen2", "mistral"):
         return AutoConfig.for_model(family, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
                                     num_attention_heads=heads, num_key_value_heads=heads // 2,
-                                    max_position_embeddings=512, **common)
+                                    max_position_embeddings=4096, **common)  # RoPE: long context costs nothing
     if family == "opt":
         return AutoConfig.for_model("opt", hidden_size=hidden, ffn_dim=2 * hidden, num_hidden_layers=layers,
                                     num_attention_heads=heads, max_position_embeddings=512,

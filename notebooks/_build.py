@@ -194,33 +194,48 @@ far longer than the ability to *recall* it, so the open-book curve stays flat wh
     "summarisation": dict(
         title="In-context summarisation (CNN/DM stories)",
         feeds="paper Fig. 5 and Table 3 (summarisation, large stories)",
-        overrides={"length": "small", "n_examples": 5},
+        overrides={"length": "small", "n_examples": 5, "max_new_tokens": 128},
         prose="""\
-The model summarises a news story given in the prompt (Vicuna v1.1 chat template). The paper scores
-summaries with a GPT-4 judge against a GPT-3.5 reference on coherence, consistency, fluency and
-relevance (1-10).
+The model summarises a news story given in the prompt (Vicuna v1.1 chat template), in three length
+buckets: small <= 470 words, mid 471-789, large >= 790. The paper scores summaries with a GPT-4 judge
+against a GPT-3.5 reference on coherence, consistency, fluency and relevance (1-10).
 
-- **legacy protocol**: the original prompts, which leak the `@highlight` reference bullets into the story,
-  sampled at T = 0.7; judge scores as the paper reports them (no position swap).
-- **strict protocol**: highlights stripped, greedy decoding, both judge orders averaged, parse failures
-  counted, plus cheap deterministic ROUGE against the highlights.
+- **Data**: `dataset: world` (the embedded world's `.story` files, the default), `llm-kick` (the study's
+  90 prompts as shipped), a folder of CNN/DM `.story` files, or `abisee/cnn_dailymail` (3.0.0, test).
+- **legacy protocol**: the original prompts, which leak the `@highlight` reference bullets and glue the
+  paragraphs; the study sampled at T = 0.7 (`decoding: sample`); stories longer than the context get
+  an empty answer, as they did in the study.
+- **strict protocol**: highlights stripped, paragraphs separated, disjoint buckets, stories that do not
+  fit the context excluded and counted (`meta["n_excluded_context"]`), ROUGE-1/2/L against the
+  highlights and length compliance (<= 150 words) beside the judge.
+- **Judge** (`judge`: auto | none | rubric | openai | hf): after generation `evaluate` has every summary
+  judged and stores verdicts and raw replies per example. On the world the default is a deterministic
+  rubric (offline); on real data set `judge: openai` (endpoint and model from `judge_base_url` /
+  `judge_model` or `KICK_JUDGE_*`, the key only from the environment). With no judge the judge
+  metrics are reported as *missing*, not 0.
 
 Judge noise alone moves bucket means by ~0.05-0.09, a large share of the differences read as compression
 effects: look at the CIs before reading a trend.""",
     ),
     "instruction": dict(
-        title="Instruction following (Vicuna-80 / MT-Bench format)",
+        title="Instruction following (Vicuna-80 and MT-Bench)",
         feeds="paper Fig. 6 and Table 3 (instruction following)",
-        overrides={"n_examples": 5},
+        overrides={"n_examples": 5, "max_new_tokens": 128},
         prose="""\
-Open-ended instructions (writing, role-play, reasoning, coding, ...) answered in the chat template and
-scored by an LLM judge against a reference model's answers. The original study calls it multi-turn
-MT-Bench but actually runs the single-turn Vicuna-80 set.
+Open-ended instructions answered in the chat template and scored by an LLM judge. The paper says
+"multi-turn MT-Bench" but the study ran the single-turn **Vicuna-80** set (80 questions, 9 categories,
+GPT-3.5 answers as reference); kick names it for what it is and also runs real **MT-Bench** (two
+turns; turn 2 is asked after the model's own first answer).
 
-- **legacy protocol**: the FastChat pairwise judge prompt, score parsed from the first line; unparseable
-  items (all math, several coding) silently dropped, as in the paper.
-- **strict protocol**: structured judge output, both orders, parse failures counted (never dropped) and
-  reported per category.""",
+- **Data**: `dataset: world` (two-turn questions with rule-checkable constraints, the default),
+  `vicuna80` (shipped), or a FastChat `question.jsonl` (Vicuna-80 or MT-Bench rows).
+- **legacy protocol**: first turn only, the FastChat pairwise judge prompt with the reference as
+  Assistant 1, score parsed from the first line; unparseable items (all math, several coding) are
+  dropped as in the paper (counted in `meta["judge"]`).
+- **strict protocol**: every turn; structured judge verdicts in both orders (single-answer MT-Bench
+  grading where there is no reference); parse failures recorded with the raw reply, never 0.
+- **Repetition**: distinct-1/2, unique tokens and repeated 4-grams over the model's own tokens, the
+  defined version of the paper's "unique tokens" claim. Judge scores are also given per category.""",
     ),
     "perplexity": dict(
         title="Perplexity: the metric the paper argues against",

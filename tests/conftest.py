@@ -15,6 +15,8 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 def pytest_configure(config: pytest.Config) -> None:
     # Tests never write into the user's ~/.cache/kick: one throw-away cache per test session.
     os.environ["KICK_CACHE"] = tempfile.mkdtemp(prefix="kick-test-cache-")
+    # Kernel connection files and IPC sockets of the notebooks the tests execute stay out of ~/.local too.
+    os.environ["JUPYTER_RUNTIME_DIR"] = tempfile.mkdtemp(prefix="kick-test-jupyter-")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")

@@ -33,8 +33,14 @@ def test_params_file_expands_into_validated_runs(path):
 def test_demo_covers_the_brief_grid():
     runs = load_params(REPO / "params" / "demo.yaml").runs
     assert {r.model.model for r in runs} == {"kick-world"} and {r.task.dataset for r in runs} == {"world"}
-    assert {r.task.task for r in runs} == {"factoid_qa", "mcq", "icr_qa", "perplexity"}
-    assert {r.compress.slug for r in runs} >= {"dense", "wanda-0.50", "sparsegpt-2of4", "magnitude-0.70"}
+    from kick_core.config import TASKS
+
+    assert {r.task.task for r in runs} == set(TASKS)  # all five world tasks + perplexity
+    assert {r.compress.slug for r in runs} >= {"dense", "wanda-0.50", "sparsegpt-2of4", "magnitude-0.70",
+                                              "rtn-w8g32", "rtn-w4g32"}
+    for task in TASKS:  # every task has dense, pruned and quantised points
+        methods = {r.compress.method for r in runs if r.task.task == task}
+        assert {"dense", "magnitude", "wanda", "sparsegpt", "rtn"} <= methods, task
 
 
 def test_vicuna_pruning_grid_is_the_studys():

@@ -2,9 +2,12 @@
 
 ``COMPRESSORS`` maps method names to :class:`~kick_core.compress.layerwise.Compressor` entries;
 calibrated ones run on the one layer-sequential driver (:mod:`~kick_core.compress.layerwise`),
-statistics-free ones on each weight alone. A new method (e.g. GPTQ) is a module with a ``solve``
-function and a ``COMPRESSOR`` entry added here. For a cached, reloadable result from a config use
-:func:`kick_core.compress.cache.load_or_compress`. See README.md for the methods.
+statistics-free ones on each weight alone. A new method is a module with a ``solve`` function
+and a ``COMPRESSOR`` entry added here. ``quantize_after`` composes a pruner with rtn/gptq
+(:func:`~kick_core.compress.quantised.then_quantise`). bitsandbytes methods quantise while the
+model loads (:mod:`~kick_core.compress.bnb`); ``compress`` only measures such a model. For a
+cached, reloadable result from a config use :func:`kick_core.compress.cache.load_or_compress`.
+See README.md for the methods.
 """
 
 from __future__ import annotations
@@ -16,11 +19,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from kick_core.compress import magnitude, sparsegpt, wanda
+from kick_core.compress import awq, gptq, magnitude, rtn, sparsegpt, wanda
 from kick_core.compress.layerwise import Compressor, LayerResult, run_layerwise, solve_uncalibrated
 from kick_core.compress.masks import check_nm
-from kick_core.compress.report import CompressionReport, log_sanity, measure_sparsity
-from kick_core.config import BNB_METHODS, PRUNE_METHODS, QUANT_METHODS, CompressConfig
+from kick_core.compress.quantised import layer_stored_bits, quant_spec, storage_format, then_quantise
+from kick_core.compress.report import (DENSE, FAKE_QUANT, CompressionReport, bnb_numerics, log_sanity, measure_size,
+                                       measure_sparsity)
+from kick_core.config import BNB_METHODS, PRUNE_METHODS, CompressConfig
 from kick_core.errors import ConfigError, HardwareError, lookup
 from kick_core.log import StageTimes, timed
 from kick_core.models import compression_scope, decoder_blocks, decoder_blocks_path, linear_layers, weight_view
@@ -32,30 +37,46 @@ COMPRESSORS: dict[str, Compressor] = {
     "magnitude": magnitude.COMPRESSOR,
     "wanda": wanda.COMPRESSOR,
     "sparsegpt": sparsegpt.COMPRESSOR,
+    "rtn": rtn.COMPRESSOR,
+    "gptq": gptq.COMPRESSOR,
+    "awq": awq.COMPRESSOR,
+    **{m: Compressor(m, None, description=f"bitsandbytes {mode}, quantised while loading (real kernels)")
+       for m, mode in (("bnb_int8", "LLM.int8()"), ("bnb_nf4", "NF4"), ("bnb_fp4", "FP4"))},
 }
-"""Method name -> Compressor. Quantisers (rtn, gptq, awq) and bnb_* are not registered yet."""
-
-_PLANNED = (*QUANT_METHODS, *BNB_METHODS)
+"""Method name -> Compressor. bnb_* entries have no solve step: the model is quantised by
+``from_pretrained`` (see :func:`kick_core.compress.cache.load_or_compress`)."""
 
 
 def get_compressor(method: str) -> Compressor:
-    """The registry entry for `method`; a clear ConfigError for methods not implemented yet."""
-    if method in _PLANNED and method not in COMPRESSORS:
-        raise ConfigError(
-            f"method {method!r} is not implemented yet: compress() supports {', '.join(COMPRESSORS)}. "
-            "Fix: use one of those, or wait for the quantisation issue."
-        )
+    """The registry entry for `method` (UnknownNameError with close matches otherwise)."""
     return lookup(COMPRESSORS, method, "compression method")
+
+
+def resolve(cfg: CompressConfig) -> Compressor:
+    """The compressor `cfg` runs: its method's entry, followed by rtn/gptq when ``quantize_after`` is set."""
+    compressor = get_compressor(cfg.method)
+    if cfg.quantize_after is not None:
+        return then_quantise(compressor, cfg.quantize_after)
+    return compressor
 
 
 def validate(model: nn.Module, cfg: CompressConfig) -> Compressor:
     """Check `cfg` against the registry and the model's shapes before any heavy work."""
-    compressor = get_compressor(cfg.method)
-    if cfg.quantize_after is not None:
-        raise ConfigError(
-            f"quantize_after={cfg.quantize_after!r} (sparse + quantised) is not implemented yet. "
-            "Fix: remove quantize_after to prune only."
-        )
+    compressor = resolve(cfg)
+    if cfg.method in BNB_METHODS:
+        from kick_core.compress import bnb
+
+        mode = bnb.MODES[cfg.method]
+        want = "Linear8bitLt" if mode == "int8" else "Linear4bit"
+        kinds = {type(m).__name__ for b in decoder_blocks(model) for m in linear_layers(b).values()}
+        if kinds != {want}:
+            raise ConfigError(
+                f"method={cfg.method!r} quantises while loading, but this model's decoder linears are "
+                f"{', '.join(sorted(kinds))}, not {want}. Fix: use kick_core.compress.cache.load_or_compress, or "
+                "load_model(cfg, quantization_config=kick_core.compress.bnb.bnb_config(compress_cfg))."
+            )
+        bnb.check_shapes(model, cfg)
+        return compressor
     prefix = decoder_blocks_path(model)
     for i, block in enumerate(decoder_blocks(model)):
         for name, layer in linear_layers(block).items():
@@ -77,7 +98,9 @@ def compress(model: nn.Module, tokenizer: Any, cfg: CompressConfig, *, calib: An
     """Compress the linears of every decoder block of `model` in place, as `cfg` says.
 
     Embeddings, norms and the LM head are never touched. An N:M structure is applied whatever
-    `cfg.sparsity` says; unstructured sparsity 0 prunes nothing.
+    `cfg.sparsity` says; unstructured sparsity 0 prunes nothing. For bnb_* the model must already
+    have been loaded quantised (:func:`kick_core.compress.cache.load_or_compress` does that); this
+    then only measures it.
 
     Args:
         calib: a :class:`kick_core.data.CalibrationSet` (or an (n, seqlen) tensor of token ids) to use
@@ -88,15 +111,18 @@ def compress(model: nn.Module, tokenizer: Any, cfg: CompressConfig, *, calib: An
         world_seed: the embedded world to read when ``cfg.calib_dataset == 'world'``.
 
     Returns:
-        The CompressionReport (realised sparsity, per-linear errors, calibration hash, stage times).
+        The CompressionReport (realised sparsity, per-linear errors, calibration hash, stage times,
+        numerics and sizes as stored).
     """
     compressor = validate(model, cfg)
     times = StageTimes()
     target = cfg.target_sparsity
-    prunes = compressor.solve is not None and (cfg.nm is not None or target > 0)
+    acts = compressor.solve is not None and (cfg.nm is not None or target > 0 or cfg.bits is not None)
     outcomes: dict[str, Any] = {}
     calib_info = None
-    if not prunes:
+    if cfg.method in BNB_METHODS:
+        log.info("%s: quantised by bitsandbytes while loading; measuring it", cfg.method)
+    elif not acts:
         log.info("%s: nothing to compress (target sparsity %g)", cfg.method, target)
     elif compressor.needs_calibration:
         if calib is None:
@@ -117,7 +143,21 @@ def compress(model: nn.Module, tokenizer: Any, cfg: CompressConfig, *, calib: An
         with timed(f"compress/{cfg.method}", times):
             outcomes = solve_uncalibrated(model, compressor, cfg, progress=progress)
     with timed("compress/measure", times):
-        sparsity = measure_sparsity(model)
+        if cfg.method in BNB_METHODS:
+            from kick_core.compress import bnb
+
+            mode = bnb.MODES[cfg.method]
+            sparsity = measure_sparsity(model, bnb.dequantized)
+            numerics, quant = bnb_numerics(mode), {"scheme": cfg.method, "bits": cfg.bits, "mode": mode}
+            size = measure_size(model, bnb.stored_bits, _BNB_FORMAT[mode])
+        else:
+            sparsity = measure_sparsity(model)
+            quant = quant_spec(cfg)
+            numerics = FAKE_QUANT if quant is not None and acts else DENSE
+            size = measure_size(model, layer_stored_bits(cfg) if quant is not None and acts else lambda layer: None,
+                                storage_format(cfg) if acts else storage_format(CompressConfig()))
+        if quant is not None:
+            quant["bits_per_weight"] = size["decoder_linears"]["bits_per_weight"]
     report = CompressionReport(
         method=cfg.method,
         config=asdict(cfg),
@@ -127,9 +167,21 @@ def compress(model: nn.Module, tokenizer: Any, cfg: CompressConfig, *, calib: An
         layers={name: {"loss": o.loss, "rel_error": o.rel_error} for name, o in outcomes.items()},
         calibration=calib_info,
         times=times.as_dict(),
+        numerics=numerics,
+        quant=quant,
+        size=size,
     )
     log_sanity(report)
     return report
 
 
-__all__ = ["COMPRESSORS", "CompressionReport", "Compressor", "LayerResult", "compress", "get_compressor", "validate"]
+_BNB_FORMAT = {
+    "int8": "bitsandbytes Linear8bitLt: int8 codes + fp32 scale per output row (outliers above the threshold "
+            "are computed in fp16 at run time, not stored)",
+    "nf4": "bitsandbytes Linear4bit: packed 4-bit NF4 codes + fp32 absmax per 64 weights + 16-entry code book",
+    "fp4": "bitsandbytes Linear4bit: packed 4-bit FP4 codes + fp32 absmax per 64 weights + 16-entry code book",
+}
+
+
+__all__ = ["COMPRESSORS", "CompressionReport", "Compressor", "LayerResult", "compress", "get_compressor", "resolve",
+           "validate"]

@@ -5,9 +5,16 @@ Unlike the other compressors, these run inside ``from_pretrained`` through trans
 ``Linear4bit`` computing with real low-bit kernels (not simulated weights).
 
 What the installed bitsandbytes supports depends on its version and the device. ``probe(device)``
-finds out by running each kernel on a tiny tensor; ``check_supported`` calls it before any model
-loads and raises a HardwareError naming what is missing — kick never silently falls back to an
-unquantised model. bitsandbytes 0.50 runs all three modes on CPU and CUDA (measured here on CPU).
+finds out by running each kernel on a tiny tensor in inference mode; ``check_supported`` calls it
+before any model loads and raises a HardwareError naming what is missing — kick never silently
+falls back to an unquantised model. bitsandbytes 0.50 runs all three modes on CPU and CUDA
+(measured here on CPU). On a CPU with AVX512-BF16, its 4-bit inference path repacks each weight
+on the first forward pass, which needs out_features % 32 == 0 and in_features % 64 == 0 and
+rounds the absmax scales to bfloat16; :func:`check_shapes` rejects other shapes after loading,
+before any forward pass, instead of letting the first forward crash.
+
+Sizes and sparsity read the real stored tensors: :func:`stored_bits` (codes plus absmax / row
+scales) and :func:`dequantized` (the values the kernels compute with).
 """
 
 from __future__ import annotations
@@ -51,8 +58,9 @@ def probe(device: str) -> dict[str, bool | str]:
                 layer = bnb.nn.Linear8bitLt(64, 32, bias=False, has_fp16_weights=False, threshold=6.0)
             else:
                 layer = bnb.nn.Linear4bit(64, 32, bias=False, compute_dtype=torch.float32, quant_type=mode)
-            layer = layer.to(device)
-            y = layer(x if mode != "int8" else x.to(torch.float16 if x.is_cuda else torch.float32))
+            layer = layer.to(device).eval()
+            with torch.no_grad():  # the inference path (CPU 4-bit repacks weights only there)
+                y = layer(x if mode != "int8" else x.to(torch.float16 if x.is_cuda else torch.float32))
             result[mode] = bool(torch.isfinite(y.float()).all())
         except Exception as err:  # noqa: BLE001 - any kernel failure means "not supported here"
             log.debug("bitsandbytes %s on %s failed: %s", mode, device, err)
@@ -74,6 +82,25 @@ def check_supported(cfg: CompressConfig, device: str | torch.device) -> None:
         )
 
 
+def check_shapes(model: torch.nn.Module, cfg: CompressConfig) -> None:
+    """Raise HardwareError if a 4-bit layer of `model` has a shape this CPU's bitsandbytes kernel cannot run."""
+    from kick_core.models import decoder_blocks, decoder_blocks_path, linear_layers
+
+    if MODES[cfg.method] == "int8":
+        return
+    prefix = decoder_blocks_path(model)
+    for i, block in enumerate(decoder_blocks(model)):
+        for name, layer in linear_layers(block).items():
+            if layer.weight.device.type != "cpu" or not getattr(layer, "support_avx512bf16_for_cpu", False):
+                continue
+            if layer.out_features % 32 or layer.in_features % 64:
+                raise HardwareError(
+                    f"{prefix}.{i}.{name} is {layer.in_features} -> {layer.out_features}: bitsandbytes "
+                    f"{_import_bnb().__version__}'s CPU 4-bit kernel (AVX512-BF16 path) needs out_features % 32 "
+                    "== 0 and in_features % 64 == 0. Fix: run on a CUDA GPU, or use method: rtn with bits: 4."
+                )
+
+
 def bnb_config(cfg: CompressConfig, compute_dtype: torch.dtype = torch.float32) -> Any:
     """The transformers ``BitsAndBytesConfig`` for bnb_int8 / bnb_nf4 / bnb_fp4."""
     _import_bnb()
@@ -89,3 +116,41 @@ def bnb_config(cfg: CompressConfig, compute_dtype: torch.dtype = torch.float32) 
 def storage_bits(model: torch.nn.Module) -> int:
     """Bytes x 8 of the loaded model's parameters and buffers as stored (packed low-bit weights included)."""
     return int(model.get_memory_footprint()) * 8
+
+
+def _bits(t: torch.Tensor | None) -> int:
+    return 0 if t is None else t.numel() * t.element_size() * 8
+
+
+def stored_bits(layer: torch.nn.Module) -> int | None:
+    """Bits of a bitsandbytes layer's weight as stored: codes + row scales (int8) or + absmax and code
+    book (4-bit); None for a layer bitsandbytes did not quantise."""
+    w = layer.weight
+    kind = type(layer).__name__
+    if kind == "Linear8bitLt":
+        return _bits(w.data) + _bits(getattr(w, "SCB", None) if getattr(w, "SCB", None) is not None
+                                     else getattr(layer.state, "SCB", None))
+    if kind in ("Linear4bit", "LinearNF4", "LinearFP4") and getattr(w, "quant_state", None) is not None:
+        qs = w.quant_state
+        nested = _bits(qs.state2.absmax) + _bits(qs.state2.code) if getattr(qs, "nested", False) else 0
+        return _bits(w.data) + _bits(qs.absmax) + _bits(qs.code) + nested
+    return None
+
+
+@torch.no_grad()
+def dequantized(layer: torch.nn.Module) -> torch.Tensor:
+    """The (out, in) fp32 values a bitsandbytes layer computes with (its weight for any other layer)."""
+    import copy
+
+    bnb = _import_bnb()
+    w = layer.weight
+    kind = type(layer).__name__
+    if kind == "Linear8bitLt":
+        scb = w.SCB if getattr(w, "SCB", None) is not None else layer.state.SCB
+        return w.data.float() * (scb.float() / 127).reshape(-1, 1)
+    if getattr(w, "quant_state", None) is not None:
+        data, qs = w.data, w.quant_state
+        if getattr(qs, "packing_format_for_cpu", False):  # repacked by a CPU forward pass: undo on copies
+            data, qs = bnb.functional._convert_weight_packed_for_cpu_inverse(data.clone(), copy.deepcopy(qs))
+        return bnb.functional.dequantize_4bit(data, qs).float()
+    return w.data.float()

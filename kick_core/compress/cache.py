@@ -10,7 +10,13 @@ the full compression spec)::
 
 An entry is written into a temporary folder beside its final place and renamed into it, so a
 crash or a parallel writer never leaves a half-written entry. Loading is strict: every compressed
-weight must be present with its exact shape, or the entry is rejected.
+weight must be present with its exact shape, or the entry is rejected. Fake-quantised weights
+(rtn, gptq, awq, quantize_after) are cached like pruned ones: dequantised, in the model dtype.
+
+bitsandbytes methods are not cached: they quantise inside ``from_pretrained`` in seconds, and
+their packed tensors are not plain weights. ``load_or_compress`` checks the hardware first
+(:func:`kick_core.compress.bnb.check_supported`), loads the model quantised, and says so in the
+report's ``cache_note``.
 """
 
 from __future__ import annotations
@@ -27,12 +33,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from kick_core.compress import compress, get_compressor
+from kick_core.compress import compress, resolve
 from kick_core.compress.report import CompressionReport, log_sanity
-from kick_core.config import CompressConfig, ModelConfig
-from kick_core.errors import ConfigError, KickError
+from kick_core.config import BNB_METHODS, CompressConfig, ModelConfig
+from kick_core.errors import KickError
 from kick_core.log import StageTimes, timed
-from kick_core.models import decoder_blocks, decoder_blocks_path, fingerprint, linear_layers, load_model
+from kick_core.models import decoder_blocks, decoder_blocks_path, fingerprint, linear_layers, load_model, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -104,9 +110,9 @@ def load_or_compress(model_cfg: ModelConfig, compress_cfg: CompressConfig, *, ca
     Returns:
         (model, tokenizer, report); ``report.cached`` says whether the weights came from the cache.
     """
-    get_compressor(compress_cfg.method)  # fail on an unsupported method before loading anything
-    if compress_cfg.quantize_after is not None:
-        raise ConfigError(f"quantize_after={compress_cfg.quantize_after!r} is not implemented yet; remove it.")
+    resolve(compress_cfg)  # fail on an unknown method before loading anything
+    if compress_cfg.method in BNB_METHODS:
+        return _load_bnb(model_cfg, compress_cfg)
     model, tokenizer = load_model(model_cfg)
     if compress_cfg.method == "dense":
         return model, tokenizer, compress(model, tokenizer, compress_cfg, progress=progress)
@@ -126,4 +132,24 @@ def load_or_compress(model_cfg: ModelConfig, compress_cfg: CompressConfig, *, ca
             "compress": dataclasses.asdict(compress_cfg)}
     save_entry(path, model, spec, report)
     log.info("cached %s at %s", compress_cfg.slug, path)
+    return model, tokenizer, report
+
+
+def _load_bnb(model_cfg: ModelConfig, compress_cfg: CompressConfig) -> tuple[nn.Module, Any, CompressionReport]:
+    """Load the model quantised by bitsandbytes (never cached), after checking the hardware runs it."""
+    from kick_core.compress import bnb
+
+    device = resolve_device(model_cfg.device) if model_cfg.device_map is None else torch.device(
+        "cuda" if torch.cuda.is_available() else "cpu")
+    bnb.check_supported(compress_cfg, device)
+    # bitsandbytes computes in this dtype: the model's when given, else fp16 on a GPU and fp32 on the CPU
+    compute = getattr(torch, model_cfg.dtype) if model_cfg.dtype != "auto" else (
+        torch.float16 if device.type == "cuda" else torch.float32)
+    times = StageTimes()
+    with timed(f"compress/{compress_cfg.method}_load", times):
+        model, tokenizer = load_model(model_cfg, quantization_config=bnb.bnb_config(compress_cfg, compute))
+    report = compress(model, tokenizer, compress_cfg, progress=False)
+    report = dataclasses.replace(
+        report, fingerprint=fingerprint(model_cfg, compress_cfg), times={**times.as_dict(), **report.times},
+        cache_note="not cached: bitsandbytes quantises while loading (seconds); nothing is written to the cache")
     return model, tokenizer, report

@@ -13,19 +13,15 @@ mode: masked weights are quantised to exactly zero and their error is propagated
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import torch
 
+from kick_core.compress.layerwise import Compressor, LayerResult
 from kick_core.compress.rtn import QuantGrid, find_params, quantize
-
-
-def _inverse_hessian_cholesky(H: torch.Tensor, percdamp: float) -> torch.Tensor:
-    """Upper Cholesky factor of (H + damp·I)⁻¹, damp = percdamp · mean(diag H)."""
-    H = H.clone()
-    damp = percdamp * torch.mean(torch.diag(H))
-    H.diagonal().add_(damp)
-    L = torch.linalg.cholesky(H)
-    Hinv = torch.cholesky_inverse(L)
-    return torch.linalg.cholesky(Hinv, upper=True)
+from kick_core.compress.stats import fix_dead_columns, inverse_hessian_cholesky
+from kick_core.config import CompressConfig
 
 
 def quantize_weight(W: torch.Tensor, H: torch.Tensor, bits: int, group_size: int | None = None,
@@ -46,9 +42,7 @@ def quantize_weight(W: torch.Tensor, H: torch.Tensor, bits: int, group_size: int
     H = H.float().clone()
     out, cols = W.shape
     maxq = 2**bits - 1
-    dead = torch.diag(H) == 0
-    H[dead, dead] = 1
-    W[:, dead] = 0
+    fix_dead_columns(W, H)
     perm = None
     if act_order:
         perm = torch.argsort(torch.diag(H), descending=True)
@@ -61,7 +55,7 @@ def quantize_weight(W: torch.Tensor, H: torch.Tensor, bits: int, group_size: int
     if gs == cols:
         s, z = find_params(W, bits, symmetric)
         scales[:, 0], zeros[:, 0] = s, z
-    Hinv = _inverse_hessian_cholesky(H, percdamp)
+    Hinv = inverse_hessian_cholesky(H, percdamp)
     Q = torch.zeros_like(W)
     loss = torch.zeros(out, device=W.device)
     for i1 in range(0, cols, blocksize):
@@ -99,3 +93,13 @@ def quantize_weight(W: torch.Tensor, H: torch.Tensor, bits: int, group_size: int
         return Q, QuantGrid(col_scale, col_zero, bits, 1), float(loss.sum())
     return Q, QuantGrid(scales, zeros, bits, gs), float(loss.sum())
 
+
+def solve(W: torch.Tensor, stats: Mapping[str, Any], cfg: CompressConfig,
+          mask: torch.Tensor | None = None) -> LayerResult:
+    """The compressor's per-linear step, from the layer's HessianStats (`mask`: pruned positions kept 0)."""
+    Q, _, loss = quantize_weight(W, stats["hessian"].H, cfg.bits, cfg.group_size, cfg.symmetric, cfg.blocksize,
+                                 cfg.percdamp, cfg.act_order, mask)
+    return LayerResult(Q, loss)
+
+
+COMPRESSOR = Compressor("gptq", solve, stats=("hessian",), description="column-wise rounding with OBS error feedback")

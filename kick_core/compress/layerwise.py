@@ -172,6 +172,60 @@ def _feed(collectors: dict[str, Any], module: nn.Module, args: tuple, output: An
         collector.add_batch(x)
 
 
+def _collect(block: nn.Module, inputs: BlockInputs, layers: Mapping[str, nn.Module], kinds: tuple[str, ...],
+             device: torch.device, moved: dict[int, tuple[tuple, dict]],
+             trace: list[tuple[str, torch.Tensor]] | None = None) -> dict[str, dict[str, Any]]:
+    """Run the block on every calibration batch with hooks feeding `kinds` statistics of `layers`.
+
+    With `trace`, also record (name, input tensor) of each linear call of the first batch, in call order.
+    """
+    collectors = {
+        name: {kind: STATS[kind](weight_view(layer).shape[1], weight_view(layer).device) for kind in kinds}
+        for name, layer in layers.items()
+    }
+
+    recording = trace is not None
+
+    def record(name: str, module: nn.Module, args: tuple, output: Any) -> None:
+        if recording:
+            trace.append((name, args[0]))
+
+    handles = [layer.register_forward_hook(partial(_feed, collectors[name])) for name, layer in layers.items()]
+    if trace is not None:
+        handles += [layer.register_forward_hook(partial(record, name)) for name, layer in layers.items()]
+    try:
+        for k in range(len(inputs.hidden)):
+            _run(block, inputs, k, device, moved)
+            recording = False  # the first batch shows the call order
+    finally:
+        for handle in handles:
+            handle.remove()
+    return collectors
+
+
+def _input_groups(trace: list[tuple[str, torch.Tensor]], layers: Mapping[str, nn.Module]) -> list[list[str]]:
+    """Linears in call order, grouped when consecutive calls read the very same input tensor.
+
+    For a Llama block this gives [q, k, v], [o], [gate, up], [down]; for OPT [q, k, v], [out], [fc1],
+    [fc2]; no layer names are assumed. Linears never called go last, in one group.
+    """
+    groups: list[list[str]] = []
+    seen: set[str] = set()
+    prev: torch.Tensor | None = None
+    for name, x in trace:
+        if name in seen:
+            continue
+        if groups and x is prev:
+            groups[-1].append(name)
+        else:
+            groups.append([name])
+        seen.add(name)
+        prev = x
+    trace.clear()
+    rest = [name for name in layers if name not in seen]
+    return groups + ([rest] if rest else [])
+
+
 @torch.no_grad()
 def run_layerwise(model: nn.Module, compressor: Compressor, cfg: CompressConfig, input_ids: torch.Tensor, *,
                   batch_size: int = 1, offload: bool = False, measure_error: bool = True,
@@ -182,6 +236,11 @@ def run_layerwise(model: nn.Module, compressor: Compressor, cfg: CompressConfig,
         batch_size: calibration sequences per forward pass (1 as in the study; more is faster, uses more memory).
         offload: keep the calibration hidden states on the CPU between blocks (saves accelerator memory).
         measure_error: also collect each linear's Hessian (in × in) to report ‖WX − ŴX‖²/‖WX‖².
+
+    With ``cfg.true_sequential`` the linears of a block are compressed in groups, in the order the
+    block calls them (linears reading the same input form one group: q/k/v, then o, then gate/up,
+    then down), and each later group's statistics are collected again on the block with the earlier
+    groups already compressed: one more pass over the calibration set per group after the first.
 
     Returns:
         Full linear name -> LayerOutcome.
@@ -197,26 +256,22 @@ def run_layerwise(model: nn.Module, compressor: Compressor, cfg: CompressConfig,
         block = blocks[i]
         device = block_device(block)
         layers = linear_layers(block)
-        collectors = {
-            name: {kind: STATS[kind](weight_view(layer).shape[1], weight_view(layer).device) for kind in kinds}
-            for name, layer in layers.items()
-        }
-        handles = [layer.register_forward_hook(partial(_feed, collectors[name])) for name, layer in layers.items()]
         moved: dict[int, tuple[tuple, dict]] = {}
-        try:
-            for k in range(len(inputs.hidden)):
-                _run(block, inputs, k, device, moved)
-        finally:
-            for handle in handles:
-                handle.remove()
-        for name, layer in layers.items():
-            W = weight_view(layer).detach().float().clone()  # (out, in), fp32 whatever the model dtype
-            result = compressor.solve(W, collectors[name], cfg)
-            hessian = collectors[name].get("hessian")
-            rel = relative_output_error(W, result.weight, hessian.H) if hessian is not None else None
-            set_weight(layer, result.weight)
-            outcomes[f"{prefix}.{i}.{name}"] = LayerOutcome(result.loss, rel)
-        del collectors
+        trace: list[tuple[str, torch.Tensor]] | None = [] if cfg.true_sequential else None
+        collectors = _collect(block, inputs, layers, kinds, device, moved, trace)
+        groups = _input_groups(trace, layers) if trace is not None else [list(layers)]
+        for g, names in enumerate(groups):
+            if g > 0:  # true-sequential: statistics again, now that the groups before are compressed
+                collectors = _collect(block, inputs, {n: layers[n] for n in names}, kinds, device, moved)
+            for name in names:
+                layer = layers[name]
+                W = weight_view(layer).detach().float().clone()  # (out, in), fp32 whatever the model dtype
+                result = compressor.solve(W, collectors[name], cfg)
+                hessian = collectors[name].get("hessian")
+                rel = relative_output_error(W, result.weight, hessian.H) if hessian is not None else None
+                set_weight(layer, result.weight)
+                outcomes[f"{prefix}.{i}.{name}"] = LayerOutcome(result.loss, rel)
+            del collectors
         if i + 1 < len(blocks):
             for k in range(len(inputs.hidden)):
                 out = _run(block, inputs, k, device, moved)

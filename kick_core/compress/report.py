@@ -5,13 +5,19 @@ per decoder weight matrix, per decoder block, over all decoder linears (``overal
 ``check_sparsity``) and over every parameter of the model (``model``: embeddings, norms and LM
 head included, tied weights counted once). Alongside: the scope, per-linear losses and relative
 output errors, the calibration sample hash, and time and peak memory per stage.
+
+Quantised models also say what was evaluated (``numerics``: simulated fake-quant weights or real
+bitsandbytes kernels) and how big the weights would be as stored (``size``, :func:`measure_size`):
+bits per decoder weight *including* scales and zero points, and bytes of the decoder linears and
+of the whole model. The sizes count what a packed checkpoint holds, not what the cache file holds
+(the cache keeps fake-quant weights dequantised in the model dtype so they reload bit-identically).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,25 +29,46 @@ from kick_core.models import decoder_blocks, decoder_blocks_path, linear_layers,
 log = logging.getLogger(__name__)
 
 
+DENSE = "dense fp weights (model dtype)"
+FAKE_QUANT = "fake-quant (dequantised fp weights)"
+"""Numerics of rtn/gptq/awq (and sparse + quantised): weights snapped to the low-bit grid, then
+stored and multiplied in the model dtype. Quality is that of the low-bit model; speed and memory
+at evaluation are those of the dense one."""
+
+
+def bnb_numerics(mode: str) -> str:
+    """Numerics of bnb_*: real low-bit weights and kernels ('bitsandbytes nf4 kernels')."""
+    return f"bitsandbytes {mode} kernels"
+
+
 @torch.no_grad()
-def measure_sparsity(model: nn.Module) -> dict[str, Any]:
+def measure_sparsity(model: nn.Module, weight: Callable[[nn.Module], torch.Tensor] = weight_view) -> dict[str, Any]:
     """Realised sparsity: ``overall`` (decoder linears), ``model`` (all parameters), ``min``/``max``
-    over matrices, ``per_matrix`` {full name: fraction} and ``per_block`` {index: fraction}."""
+    over matrices, ``per_matrix`` {full name: fraction} and ``per_block`` {index: fraction}.
+
+    Args:
+        weight: the (out, in) values of a decoder linear (default: its weight; bitsandbytes layers
+            pass a dequantiser, since their packed codes are not the values).
+    """
     prefix = decoder_blocks_path(model)
     per_matrix: dict[str, float] = {}
     per_block: dict[str, float] = {}
     zeros_all = total_all = 0
+    counted: set[int] = set()
     for i, block in enumerate(decoder_blocks(model)):
         zeros_b = total_b = 0
         for name, layer in linear_layers(block).items():
-            W = weight_view(layer)
+            W = weight(layer)
+            counted.add(id(layer.weight))
             zeros, total = int((W == 0).sum()), W.numel()
             per_matrix[f"{prefix}.{i}.{name}"] = zeros / total
             zeros_b, total_b = zeros_b + zeros, total_b + total
         per_block[str(i)] = zeros_b / total_b if total_b else 0.0
         zeros_all, total_all = zeros_all + zeros_b, total_all + total_b
-    model_zeros = model_total = 0
+    model_zeros, model_total = zeros_all, total_all
     for p in model.parameters():  # parameters() yields tied tensors once
+        if id(p) in counted:
+            continue
         model_zeros += int((p == 0).sum())
         model_total += p.numel()
     values = list(per_matrix.values())
@@ -53,6 +80,49 @@ def measure_sparsity(model: nn.Module) -> dict[str, Any]:
         "n_matrices": len(values),
         "per_matrix": per_matrix,
         "per_block": per_block,
+    }
+
+
+def _bits_of(t: torch.Tensor) -> int:
+    return t.numel() * t.element_size() * 8
+
+
+@torch.no_grad()
+def measure_size(model: nn.Module, stored_bits: Callable[[nn.Module], int | None], fmt: str) -> dict[str, Any]:
+    """Sizes as stored: the decoder linears' weights (``stored_bits(layer)``, None = its tensor as
+    is) and the whole model (those plus every other parameter in its dtype, tied ones once).
+
+    Returns:
+        {'dtype', 'format', 'decoder_linears': {'weights', 'dense_bytes', 'stored_bytes',
+        'bits_per_weight'}, 'model': {'params', 'dense_bytes', 'stored_bytes'}}; ``dense_bytes`` is
+        the size in the model's floating dtype, bits per weight include scales and zero points.
+    """
+    floats = [p.dtype for p in model.parameters() if p.is_floating_point()]
+    dtype = max(set(floats), key=floats.count) if floats else torch.float32
+    dense_bits = torch.finfo(dtype).bits
+    weights = lin_bits = 0
+    counted: set[int] = set()
+    for block in decoder_blocks(model):
+        for layer in linear_layers(block).values():
+            out, inp = (layer.out_features, layer.in_features) if hasattr(layer, "out_features") \
+                else tuple(weight_view(layer).shape)
+            bits = stored_bits(layer)
+            weights += out * inp
+            lin_bits += bits if bits is not None else _bits_of(layer.weight)
+            counted.add(id(layer.weight))
+    other_params = other_bits = 0
+    for p in model.parameters():
+        if id(p) not in counted:
+            other_params += p.numel()
+            other_bits += _bits_of(p)
+    return {
+        "dtype": str(dtype).removeprefix("torch."),
+        "format": fmt,
+        "decoder_linears": {"weights": weights, "dense_bytes": weights * dense_bits // 8,
+                            "stored_bytes": -(-lin_bits // 8),
+                            "bits_per_weight": lin_bits / weights if weights else 0.0},
+        "model": {"params": weights + other_params, "dense_bytes": (weights * dense_bits + other_bits) // 8,
+                  "stored_bytes": -(-(lin_bits + other_bits) // 8)},
     }
 
 
@@ -78,6 +148,14 @@ class CompressionReport:
     """Cache key (kick_core.models.fingerprint) when produced through load_or_compress."""
     cached: bool = False
     """True when the weights were restored from the cache rather than computed now."""
+    numerics: str = DENSE
+    """What the evaluation computes with: DENSE, FAKE_QUANT, or bnb_numerics(mode)."""
+    quant: dict[str, Any] | None = None
+    """Quantisation scheme (scheme, bits, group_size, symmetric, act_order, scale/zero-point bits); None if none."""
+    size: dict[str, Any] | None = None
+    """See :func:`measure_size`: bits per weight and bytes as stored."""
+    cache_note: str | None = None
+    """Why the result is not cached, when it is not (bitsandbytes quantises while loading)."""
 
     def as_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -102,11 +180,17 @@ class CompressionReport:
         """One line: method, target, realised sparsity (decoder and model), min/max over matrices."""
         s = self.sparsity
         err = f", mean rel. output error {self.rel_error:.4f}" if self.rel_error is not None else ""
+        size = ""
+        if self.quant is not None and self.size is not None:
+            lin = self.size["decoder_linears"]
+            size = (f"; {self.numerics}, {lin['bits_per_weight']:.4f} bits/weight incl. scales and zero points, "
+                    f"decoder linears {lin['stored_bytes'] / 2**20:.2f} MiB stored ({lin['dense_bytes'] / 2**20:.2f} "
+                    f"MiB dense)")
         return (f"{self.method}: target {self.target_sparsity:.4f}, realised {s['overall']:.4f} over "
                 f"{s['n_matrices']} decoder matrices (min {s['min']:.4f}, max {s['max']:.4f}), "
-                f"{s['model']:.4f} of all parameters{err}")
+                f"{s['model']:.4f} of all parameters{err}{size}")
 
 
 def log_sanity(report: CompressionReport) -> None:
-    """The sanity facts at INFO, as the study's 'Sparsity sanity check' line."""
+    """The sanity facts at INFO, as the study's 'Sparsity sanity check' line (plus size when quantised)."""
     log.info("sparsity sanity check: %s", report.summary())

@@ -10,9 +10,14 @@ Shapes: W is (out_features, in_features); scale and zero are (out_features, n_gr
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
+
+from kick_core.compress.layerwise import Compressor, LayerResult
+from kick_core.config import CompressConfig
 
 
 @dataclass(frozen=True)
@@ -109,3 +114,11 @@ def storage_bits(out_features: int, in_features: int, bits: int, group_size: int
     n_groups = -(-in_features // gs)
     per_group = scale_bits + (0 if symmetric else bits)
     return out_features * in_features * bits + out_features * n_groups * per_group
+
+
+def solve(W: torch.Tensor, stats: Mapping[str, Any], cfg: CompressConfig) -> LayerResult:
+    """The compressor's per-linear step (no statistics needed)."""
+    return LayerResult(quantize_weight(W, cfg.bits, cfg.group_size, cfg.symmetric)[0])
+
+
+COMPRESSOR = Compressor("rtn", solve, stats=(), description="round to nearest on a min-max grid, no calibration")

@@ -9,6 +9,9 @@ the reference), then the solver reads the statistic, then the driver drops the c
 * :class:`HessianStats` — H = (2/n) Σ X Xᵀ over sequences, the layer-wise OBS Hessian shared by
   SparseGPT and GPTQ (sparsegpt ``SparseGPT.add_batch``). With it the relative output error of a
   new weight on the calibration inputs is exact: ‖(W − Ŵ)X‖² / ‖WX‖² = tr(ΔW H ΔWᵀ) / tr(W H Wᵀ).
+* :class:`InputAbsMeanStats` — AWQ's activation statistic: the mean over all calibration tokens of
+  each input feature's |x| (AutoAWQ's ``x_mean``). AWQ reads its search loss from HessianStats, so
+  its memory is one (in,) vector plus the Hessian, whatever the number of calibration tokens.
 
 Both accumulate in fp32 whatever the model dtype. ``STATS`` maps the names a compressor declares
 to the collector classes.
@@ -57,7 +60,22 @@ class HessianStats:
         self.H += X.T @ X
 
 
-STATS = {"norms": InputNormStats, "hessian": HessianStats}
+class InputAbsMeanStats:
+    """Running mean over calibration tokens of each input feature's |x| (in,)."""
+
+    def __init__(self, in_features: int, device: torch.device | str = "cpu"):
+        self.absmean = torch.zeros(in_features, device=device)  # (in,)
+        self.tokens = 0
+
+    def add_batch(self, x: torch.Tensor) -> None:
+        _, X = _as_sequences(x.to(self.absmean.device))  # X (tokens, in)
+        t = X.shape[0]
+        self.absmean *= self.tokens / (self.tokens + t)
+        self.tokens += t
+        self.absmean += X.abs().sum(0) / self.tokens
+
+
+STATS = {"norms": InputNormStats, "hessian": HessianStats, "absmean": InputAbsMeanStats}
 """Statistic name -> collector class, built as ``cls(in_features, device)``."""
 
 

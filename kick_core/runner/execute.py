@@ -24,6 +24,32 @@ log = logging.getLogger(__name__)
 _THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
+def ipc_kernel_manager() -> type:
+    """A kernel manager that talks to its kernel over local IPC sockets instead of loopback TCP.
+
+    The kernel is a child of this process on this machine, so TCP buys nothing, and recent
+    ipykernel versions warn on every unencrypted TCP kernel start (one line per run of a sweep).
+    Each manager gets its own socket-name prefix in the Jupyter runtime directory: the default
+    prefix is shared, so kernels started side by side (``--jobs``, Ray workers) would collide.
+    """
+    import uuid
+
+    from jupyter_client.manager import AsyncKernelManager
+    from jupyter_core.paths import jupyter_runtime_dir
+    from traitlets import CaselessStrEnum, default
+
+    class IPCKernelManager(AsyncKernelManager):
+        transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
+
+        @default("ip")
+        def _ip_default(self) -> str:
+            runtime = Path(jupyter_runtime_dir())
+            runtime.mkdir(parents=True, exist_ok=True)
+            return str(runtime / f"kick-{uuid.uuid4().hex[:12]}")
+
+    return IPCKernelManager
+
+
 @contextmanager
 def kernel_env(threads: int | None = None, extra: Mapping[str, str] | None = None) -> Iterator[None]:
     """Environment that kernels started inside inherit: plain-text progress bars, ``threads`` threads."""
@@ -68,6 +94,7 @@ def execute_run(cfg: RunConfig, notebook: Any, folder: str | Path, *, attempts: 
             kernel_name=kernel_name,
             progress_bar=False,
             execution_timeout=timeout,
+            kernel_manager_class=ipc_kernel_manager(),
         )
     except Exception as err:  # noqa: BLE001 - any failure of one run is recorded, the sweep goes on
         error = describe_error(err)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from kick_core.results import atomic_write_text, iter_records
-from kick_core.runner.execute import kernel_env
+from kick_core.runner.execute import ipc_kernel_manager, kernel_env
 from kick_core.runner.plan import NOTEBOOKS_DIR
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,8 @@ def run_reports(results_dir: str | Path, out_dir: str | Path | None = None, *,
         try:
             with kernel_env(1):
                 papermill.execute_notebook(str(src), str(dst), parameters={"results_dir": str(results_dir)},
-                                           progress_bar=False, kernel_name="python3")
+                                           progress_bar=False, kernel_name="python3",
+                                           kernel_manager_class=ipc_kernel_manager())
         except Exception as err:  # noqa: BLE001 - one broken report must not hide the other
             log.error("report %s failed: %s (see %s)", name, str(err).splitlines()[0] if str(err) else err, dst)
             continue

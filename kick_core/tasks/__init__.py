@@ -2,20 +2,23 @@
 
 Each task object has ``name``, ``version``, ``METRICS`` (metric -> higher_is_better),
 ``primary_metric(task_cfg)``, ``load(task_cfg, seed, world_seed=...)``, ``prompts(...)``,
-``score(...)`` and ``aggregate(...)``; see :mod:`kick_core.tasks.base`. Summarisation and
-instruction following register here when they land.
+``score(...)`` and ``aggregate(...)``; see :mod:`kick_core.tasks.base`. The judged tasks
+(summarisation, instruction) also have ``judge_task``, ``judge_inputs`` and ``rubric`` (the judge
+step in ``evaluate``, :mod:`kick_core.judge.records`); instruction has ``followups`` (turn 2).
 """
 
 from __future__ import annotations
 
 from kick_core.errors import lookup
-from kick_core.tasks import factoid_qa, icr_qa, mcq, perplexity
+from kick_core.tasks import factoid_qa, icr_qa, instruction, mcq, perplexity, summarisation
 from kick_core.tasks.base import Example, Prompt, Task
 
 TASKS: dict[str, Task] = {
     "factoid_qa": factoid_qa.TASK,
     "mcq": mcq.TASK,
     "icr_qa": icr_qa.TASK,
+    "summarisation": summarisation.TASK,
+    "instruction": instruction.TASK,
     "perplexity": perplexity.TASK,
 }
 

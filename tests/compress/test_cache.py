@@ -9,7 +9,7 @@ import torch
 
 from kick_core.compress import cache
 from kick_core.config import CompressConfig, ModelConfig
-from kick_core.errors import ConfigError, KickError
+from kick_core.errors import KickError
 
 
 @pytest.fixture()
@@ -63,6 +63,11 @@ def test_a_mismatching_entry_is_rejected(tiny_model_dir, tmp_path):
         cache.load_or_compress(mcfg, ccfg, cache_dir=tmp_path, progress=False)
 
 
-def test_unsupported_method_fails_before_loading(tmp_path):
-    with pytest.raises(ConfigError, match="not implemented yet"):
-        cache.load_or_compress(ModelConfig(model=str(tmp_path / "missing")), CompressConfig(method="gptq", bits=4))
+def test_bnb_on_unsupported_hardware_fails_before_loading(tmp_path, monkeypatch):
+    pytest.importorskip("bitsandbytes")
+    from kick_core.compress import bnb
+    from kick_core.errors import HardwareError
+
+    monkeypatch.setattr(bnb, "probe", lambda device: {"version": "x", "int8": False, "nf4": False, "fp4": False})
+    with pytest.raises(HardwareError, match="needs a CUDA GPU"):  # the missing model is never reached
+        cache.load_or_compress(ModelConfig(model=str(tmp_path / "missing")), CompressConfig(method="bnb_int8"))

@@ -63,7 +63,10 @@ def test_resume_refuses_records_built_from_other_prompts(llama, tok, tmp_path):
         evaluate(llama, tok, other, out_dir=tmp_path, progress=False)
 
 
-def test_unknown_task_fails_with_suggestion(llama, tok):
+def test_unknown_task_fails_with_suggestion(llama, tok, monkeypatch):
+    from kick_core.tasks import TASKS
+
+    monkeypatch.delitem(TASKS, "summarisation")  # a config-valid task name that is not registered
     cfg = make_cfg(task="summarisation", dataset=str(FIXTURES))
     with pytest.raises(UnknownNameError, match="Available: factoid_qa"):
         evaluate(llama, tok, cfg, progress=False)
