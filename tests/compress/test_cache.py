@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 
 import pytest
 import torch
@@ -10,14 +9,6 @@ import torch
 from kick_core.compress import cache
 from kick_core.config import CompressConfig, ModelConfig
 from kick_core.errors import KickError
-
-
-@pytest.fixture()
-def calib_file(tmp_path):
-    path = tmp_path / "calib.jsonl"
-    rows = [{"text": " ".join(["question : what is the capital of france ? answer : paris ."] * 6)}] * 5
-    path.write_text("\n".join(json.dumps(r) for r in rows))
-    return path
 
 
 def test_round_trip_is_bit_identical(tiny_model_dir, calib_file, tmp_path):

@@ -234,14 +234,6 @@ def test_gptq_solve_reads_the_config():
 
 
 # -- cache --------------------------------------------------------------------------------------------
-@pytest.fixture()
-def calib_file(tmp_path):
-    path = tmp_path / "calib.jsonl"
-    rows = [{"text": " ".join(["question : what is the capital of france ? answer : paris ."] * 6)}] * 5
-    path.write_text("\n".join(json.dumps(r) for r in rows))
-    return path
-
-
 @pytest.mark.parametrize("extra", [dict(method="rtn", bits=4, group_size=16),
                                    dict(method="gptq", bits=4, group_size=16, act_order=True),
                                    dict(method="awq", bits=4, group_size=16),
