@@ -3,6 +3,7 @@
 Caches are transformers 5 ``DynamicCache`` objects (legacy tuple caches are rejected by the models).
 A cache computed once (a shared few-shot prefix) is *never mutated*: :func:`select_rows` builds a new
 cache whose layers hold freshly indexed tensors, so the shared one can be reused for every batch.
+Generation decodes into ``kv_cache.PreallocatedLayer`` s, which write each step in place.
 """
 
 from __future__ import annotations

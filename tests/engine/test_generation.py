@@ -82,3 +82,33 @@ def test_outputs_come_back_in_input_order(tok):
     out = generate(model, tok, PROMPTS, max_new_tokens=BUDGETS, progress=False, on_result=lambda i, g: order.append(i))
     assert [g.prompt_ids for g in out] == [tuple(tok(p)["input_ids"]) for p in PROMPTS]
     assert sorted(order) == list(range(len(PROMPTS)))
+
+
+SHARED = ["question : what is the capital of france ? answer :", "question : the lazy dog ? answer :",
+          "question : a ? answer :", "question : A B C D 0 1 2 3 4 5 6 7 8 9 , ; : ! ? answer :",
+          "question : model that is pruned forgets facts . answer : the", "question : what is the"]
+
+
+@pytest.mark.parametrize("family", ["llama", "opt", "gpt2", "mistral"])
+def test_shared_prefix_groups_and_retirement_match_one_at_a_time(tok, family, monkeypatch):
+    """Prompts sharing a template prefix, prefilled in several groups, rows finishing at different steps."""
+    import kick_core.engine.generation as generation
+
+    model = tiny_model(family, vocab_size=len(tok))
+    budgets = [3, 9, 1, 14, 6, 11]
+    singles = [generate(model, tok, [p], max_new_tokens=b, progress=False)[0] for p, b in zip(SHARED, budgets)]
+    monkeypatch.setattr(generation, "PREFILL_TOKENS", 120)  # prefill groups of 3, 2 and 1 rows
+    monkeypatch.setattr(generation, "COMPACT_FRACTION", 0.3)  # some finished rows wait, some get dropped
+    batched = generate(model, tok, SHARED, max_new_tokens=budgets, batch_tokens=4096, progress=False)
+    assert [g.token_ids for g in batched] == [g.token_ids for g in singles]
+
+
+def test_shared_prefix_and_groups():
+    from kick_core.engine.generation import _prefill_groups, _shared_prefix
+
+    assert _shared_prefix([[0, 5, 6, 7], [0, 5, 6, 8, 9], [0, 5, 9]]) == 2
+    assert _shared_prefix([[0, 5], [0, 5, 6]]) == 1  # every row keeps one token of its own
+    assert _shared_prefix([[1, 2], [3, 4]]) == 0
+    assert _prefill_groups([2, 3, 3, 5, 9], 10) == [range(0, 3), range(3, 4), range(4, 5)]
+    assert _prefill_groups([20], 10) == [range(0, 1)]
+
