@@ -1,7 +1,9 @@
 """Build once per machine: the exported world data and the trained model, cached under $KICK_CACHE/world.
 
-Data live in ``world/data-s<seed>-<code hash>/``; a trained model in ``world/s<seed>-<config hash>/``
-(``model/`` holds weights and tokenizer, ``world.json`` the build record). Both are written to a
+Data live in ``world/data-s<seed>-<data code hash>/``; a trained model in
+``world/s<seed>-<model code hash>-<TrainConfig.key()>/`` (``model/`` holds weights and tokenizer,
+``world.json`` the build record). The model code hash also covers the tokenizer, training and cache
+modules, so editing any of them retrains. Both are written to a
 temporary directory and renamed when complete, so an interrupted build never leaves a half cache.
 """
 
@@ -21,6 +23,7 @@ from kick_core.world.generate import generate_world
 logger = logging.getLogger(__name__)
 
 _DATA_MODULES = ("names", "generate", "corpus", "prompts", "examples", "chat", "export")
+_MODEL_MODULES = _DATA_MODULES + ("tokenizer", "train", "cache")
 
 
 @dataclass(frozen=True)
@@ -40,11 +43,12 @@ def cache_root() -> Path:
     return Path(os.environ.get("KICK_CACHE") or Path.home() / ".cache" / "kick") / "world"
 
 
-def code_hash() -> str:
-    """Hash of the modules that decide the world's data, so editing them invalidates the cache."""
+def code_hash(modules: tuple[str, ...] = _DATA_MODULES) -> str:
+    """Hash of the modules that decide the world's data (default) or, with `_MODEL_MODULES`, its
+    trained model, so editing them invalidates the cache."""
     here = Path(__file__).parent
     h = hashlib.sha256()
-    for name in _DATA_MODULES:
+    for name in modules:
         h.update((here / f"{name}.py").read_bytes())
     return h.hexdigest()[:10]
 
@@ -112,7 +116,7 @@ def ensure_world(seed: int = 0, train=None, progress: bool = True) -> WorldPaths
 
     cfg = train or TrainConfig()
     data_dir = ensure_world_data(seed)
-    final = cache_root() / f"s{seed}-{code_hash()}-{cfg.key()}"
+    final = cache_root() / f"s{seed}-{code_hash(_MODEL_MODULES)}-{cfg.key()}"
 
     def build(tmp: Path) -> None:
         world = generate_world(seed)
@@ -124,7 +128,7 @@ def ensure_world(seed: int = 0, train=None, progress: bool = True) -> WorldPaths
         tokenizer.save_pretrained(tmp / "model")
         record = {"seed": seed, "train": asdict(cfg), "train_seconds": round(seconds, 1),
                   "threads": torch.get_num_threads(), "n_params": sum(p.numel() for p in model.parameters()),
-                  "code_hash": code_hash(), "data_dir": str(data_dir)}
+                  "code_hash": code_hash(_MODEL_MODULES), "data_dir": str(data_dir)}
         (tmp / "world.json").write_text(json.dumps(record, indent=1) + "\n")
         logger.info("world %d: trained in %.0f s", seed, seconds)
 

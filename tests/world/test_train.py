@@ -59,6 +59,20 @@ def test_training_is_deterministic_for_a_seed(tmp_path):
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
 
 
+def test_model_cache_key_covers_training_code(monkeypatch, tmp_path):
+    import kick_core.world.cache as cache
+
+    assert {"train", "tokenizer", "cache"} <= set(cache._MODEL_MODULES)
+    before, data_before = cache.code_hash(cache._MODEL_MODULES), cache.code_hash()
+    real = cache.Path(cache.__file__).parent
+    for name in cache._MODEL_MODULES:
+        text = (real / f"{name}.py").read_text()
+        (tmp_path / f"{name}.py").write_text(text + ("# edited\n" if name == "train" else ""))
+    monkeypatch.setattr(cache, "__file__", str(tmp_path / "cache.py"))
+    assert cache.code_hash(cache._MODEL_MODULES) != before
+    assert cache.code_hash() == data_before  # editing training code keeps the exported data
+
+
 def test_data_cache_returns_the_same_directory():
     assert ensure_world_data(0) == ensure_world_data(0)
 
