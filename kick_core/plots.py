@@ -184,8 +184,12 @@ def _bars(df: pd.DataFrame, mask: pd.Series, message: str):
     if df[mask].empty:
         return _empty(message)
     panels = list(dict.fromkeys(sel["panel"]))
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 3), squeeze=False)
-    for ax, panel in zip(axes[0], panels):
+    ncols = min(4, len(panels))
+    nrows = -(-len(panels) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.4 * ncols, 3 * nrows), squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.set_axis_off()
+    for ax, panel in zip(axes.flat, panels):
         d = sel[sel["panel"] == panel].groupby("slug", as_index=False, sort=False).first()
         sns.barplot(data=d, x="slug", y="value", hue="slug", ax=ax, legend=False)
         ax.errorbar(range(len(d)), d["value"], yerr=_yerr(d), fmt="none", color="k", capsize=3)
