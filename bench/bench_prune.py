@@ -129,13 +129,18 @@ def _spawn(args: argparse.Namespace, method: str, layers: int, variant: str) -> 
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    """The benchmark model and calibration options (shared with bench_quant.py)."""
     p.add_argument("--quick", action="store_true", help="tiny run (hidden 128, 4 x 64 tokens) to check it works")
     p.add_argument("--n", type=int, default=16, help="calibration samples")
     p.add_argument("--seqlen", type=int, default=512, help="tokens per calibration sample")
     p.add_argument("--hidden", type=int, default=HIDDEN, help="model hidden size")
     p.add_argument("--intermediate", type=int, default=INTERMEDIATE, help="MLP intermediate size")
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_model_args(p)
     p.add_argument("--layers", type=int, nargs="+", default=[4, 8], help="depths to compare")
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     p.add_argument("--worker", nargs=3, metavar=("METHOD", "LAYERS", "VARIANT"), help=argparse.SUPPRESS)

@@ -27,7 +27,6 @@ import subprocess
 import sys
 import time
 
-HIDDEN, INTERMEDIATE, VOCAB = 512, 1408, 2048
 METHODS = ("rtn", "gptq", "gptq-ts", "awq")
 """gptq-ts: GPTQ with true_sequential (one extra calibration pass per group of linears)."""
 
@@ -43,7 +42,7 @@ def worker(method: str, layers: int, n: int, seqlen: int, hidden: int, intermedi
     import torch
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
-    from bench_prune import _build, _peak_rss_mb, _rss_now_mb
+    from bench_prune import VOCAB, _build, _peak_rss_mb, _rss_now_mb
 
     from kick_core.compress import compress, rtn
     from kick_core.compress.layerwise import Compressor, run_layerwise
@@ -83,12 +82,10 @@ def _spawn(args: argparse.Namespace, method: str, layers: int) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # bench_prune's model builder
+    from bench_prune import add_model_args
+
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--quick", action="store_true", help="tiny run (hidden 128, 4 x 64 tokens) to check it works")
-    p.add_argument("--n", type=int, default=16, help="calibration samples")
-    p.add_argument("--seqlen", type=int, default=512, help="tokens per calibration sample")
-    p.add_argument("--hidden", type=int, default=HIDDEN, help="model hidden size")
-    p.add_argument("--intermediate", type=int, default=INTERMEDIATE, help="MLP intermediate size")
+    add_model_args(p)
     p.add_argument("--layers", type=int, default=4, help="decoder blocks")
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     p.add_argument("--worker", nargs=2, metavar=("METHOD", "LAYERS"), help=argparse.SUPPRESS)
