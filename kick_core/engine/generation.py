@@ -18,10 +18,7 @@ strings spread over several tokens a check of the decoded tail. A stop string on
 non-whitespace text precedes it (a leading newline does not end an answer). The returned text
 ends before the stop string; the token ids include the stopping token.
 
-Speed (``bench/bench_engine.py``, 2-core CPU, one thread, 48 prompts, four runs): 5.4-5.7x
-one-at-a-time ``model.generate`` with a 16-token budget and 5.7-5.9x with the legacy 2x-prompt
-budget, identical tokens (was 3.6x and 3.8-4.1x with a concatenating ``DynamicCache``, one
-full-width prefill and a cache compaction at every finished row).
+Speed against one-at-a-time ``model.generate``, and what bounds it: ``bench/bench_engine.py``.
 
 Sampling draws one uniform number per row and step from a per-prompt generator seeded with
 ``(seed, prompt index)``, so a sampled output does not depend on how prompts were batched.

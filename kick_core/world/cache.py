@@ -116,7 +116,8 @@ def ensure_world(seed: int = 0, train=None, progress: bool = True) -> WorldPaths
 
     cfg = train or TrainConfig()
     data_dir = ensure_world_data(seed)
-    final = cache_root() / f"s{seed}-{code_hash(_MODEL_MODULES)}-{cfg.key()}"
+    model_hash = code_hash(_MODEL_MODULES)
+    final = cache_root() / f"s{seed}-{model_hash}-{cfg.key()}"
 
     def build(tmp: Path) -> None:
         world = generate_world(seed)
@@ -128,7 +129,7 @@ def ensure_world(seed: int = 0, train=None, progress: bool = True) -> WorldPaths
         tokenizer.save_pretrained(tmp / "model")
         record = {"seed": seed, "train": asdict(cfg), "train_seconds": round(seconds, 1),
                   "threads": torch.get_num_threads(), "n_params": sum(p.numel() for p in model.parameters()),
-                  "code_hash": code_hash(_MODEL_MODULES), "data_dir": str(data_dir)}
+                  "code_hash": model_hash, "data_dir": str(data_dir)}
         (tmp / "world.json").write_text(json.dumps(record, indent=1) + "\n")
         logger.info("world %d: trained in %.0f s", seed, seconds)
 
