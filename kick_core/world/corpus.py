@@ -37,6 +37,21 @@ QUESTIONS: dict[str, tuple[str, ...]] = {
 }
 """Question paraphrases per relation; the answer is the fact's object."""
 
+PAGE_SENTENCES: dict[str, tuple[str, ...]] = {
+    "born_in": ("{s} was born in {o}.", "{s} is a native of {o}."),
+    "birth_year": ("{s} was born in the year {o}.",),
+    "works_for": ("{s} works for {o}.", "{s} is employed by {o}."),
+    "founded": ("{s} was founded in {o}.", "{s} was established in the year {o}."),
+    "hq": ("{s} is headquartered in {o}.", "{s} has its head office in {o}."),
+    "country": ("{s} is a city in {o}.", "{s} is located in the country of {o}."),
+}
+"""The encyclopedic style of open-book pages: the object always ends the sentence, right after the
+relation phrase, so a reader can find a value by its subject and relation alone (no template puts
+the value first, where a left-to-right reader cannot yet know what it is)."""
+
+Statement = tuple[str, str, str]
+"""(relation, subject, object) as text."""
+
 BIO_TEMPLATES = (
     "{s} was born in {born_in} in {birth_year}. Today {s} works for {works_for}.",
     "Born in {birth_year} in {born_in}, {s} now works for {works_for}.",
@@ -64,6 +79,25 @@ def entity_paragraph(name: str, rec: Mapping[str, str], rng: random.Random) -> s
     rels = list(rec)
     rng.shuffle(rels)
     return " ".join(sentence(r, name, rec[r], rng) for r in rels)
+
+
+def page_statements(world: World, name: str, rec: Mapping[str, str], rng: random.Random) -> list[Statement]:
+    """What an entity page about person `name` says: each of their facts once, plus 2-5 facts about
+    their employer, one other organisation and their birth city (same-type values under other
+    relations, so copying any city, organisation or year from the page is not enough), shuffled."""
+    ids = {e.name: e.id for e in world.entities if e.kind in ("org", "city")}
+    own = [(r, name, o) for r, o in rec.items()]
+    orgs = [rec["works_for"], rng.choice([e.name for e in world.of_kind("org") if e.name != rec["works_for"]])]
+    related = [(r, org, o) for org in orgs for r, o in record(world, ids[org]).items()]
+    related.append(("country", rec["born_in"], record(world, ids[rec["born_in"]])["country"]))
+    chosen = own + rng.sample(related, rng.randint(2, len(related)))
+    rng.shuffle(chosen)
+    return chosen
+
+
+def render_page(statements: list[Statement], rng: random.Random) -> str:
+    """The page text: one `PAGE_SENTENCES` sentence per statement."""
+    return " ".join(rng.choice(PAGE_SENTENCES[r]).format(s=s, o=o) for r, s, o in statements)
 
 
 def biography(name: str, rec: Mapping[str, str], rng: random.Random) -> str:

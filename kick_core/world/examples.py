@@ -32,16 +32,31 @@ MCQ_SUBJECTS: dict[str, tuple[str, ...]] = {
 class Mix:
     """How many examples of each kind one epoch holds."""
 
-    prose_paraphrases: int = 2
-    """Sentences per fact in each entity document (plus one biography per person)."""
+    prose_paraphrases: int = 3
+    """Sentences per fact in each entity document (plus one biography per person); at most 3, the
+    fewest templates any relation has. Going from 2 to 3 together with halving `n_rc` lifted
+    prose-only strict EM from 24 % (2,400 steps) to 61 % (2,100 steps), seed 0."""
     qa_repeats: int = 2
     """QA examples per fact of a 'qa' entity per epoch."""
-    n_mcq_blocks: int = 60
-    n_rc: int = 200
-    """Reading-comprehension contexts per epoch."""
-    rc_fresh_frac: float = 0.6
-    """Fraction of RC people that are freshly invented (answerable only by reading)."""
+    n_mcq_blocks: int = 20
+    """MMLU k-shot blocks: enough to teach the format; the model answers them at chance anyway."""
+    n_rc: int = 100
+    """Reading-comprehension pages per epoch (twice as many in the reading-only warm-up)."""
+    rc_fresh_frac: float = 0.8
+    """Fraction of RC pages about freshly invented people (answerable only by reading)."""
     n_chat: int = 40
+
+    def __post_init__(self) -> None:
+        most = min(len(t) for t in corpus.SENTENCES.values())
+        if not 1 <= self.prose_paraphrases <= most:
+            raise ValueError(f"Mix.prose_paraphrases={self.prose_paraphrases}: each fact has only {most} distinct "
+                             f"sentence templates for every relation; use a value from 1 to {most}")
+
+
+def is_document(example: Example) -> bool:
+    """Running prose (an entity document: one segment, all trained), which the trainer streams like
+    pretraining text instead of packing it as a separate example."""
+    return len(example) == 1 and example[0][1]
 
 
 def fresh_people(world: World, rng: random.Random, n: int) -> list[tuple[str, dict[str, str]]]:
@@ -71,21 +86,20 @@ def closed_book_example(q: str, answer: str, rng: random.Random) -> Example:
     return [(prompts.ICR_CLOSED.format(question=q), False), (" " + answer + "\n", True)]
 
 
-def rc_example(people: list[tuple[str, dict[str, str]]], n_questions: int, rng: random.Random) -> Example:
-    """A context of several people's paragraphs followed by questions about some of them.
+def rc_example(world: World, person: tuple[str, dict[str, str]], n_questions: int, rng: random.Random) -> Example:
+    """An open-book page about one person followed by `n_questions` questions about them.
 
-    Loss covers the context too: names repeat within a paragraph and again in the questions, and
-    predicting those repeats is what builds the copying (induction) heads that reading needs.
+    Loss is on the answers only: with loss on the page, the model learns to predict the page's
+    values from its prior, and the prior then wins over copying at answer time (measured: open-book
+    stayed at the prior while pages were trained on).
     """
-    paras = [corpus.entity_paragraph(name, rec, rng) for name, rec in people]
-    context = "\n".join(paras)
+    name, rec = person
+    context = corpus.render_page(corpus.page_statements(world, name, rec, rng), rng)
     segs: Example = []
-    asked = rng.sample([(n, r) for n, _ in people for r in PERSON_RELATIONS], n_questions)
-    for i, (name, rel) in enumerate(asked):
-        answer = dict(people)[name][rel]
+    for i, rel in enumerate(rng.sample(PERSON_RELATIONS, n_questions)):
         q = corpus.question(rel, name, rng)
         text = prompts.ICR_OPEN.format(context=context, question=q) if i == 0 else f"Q: {q}\nA:"
-        segs += [(text, True), (" " + answer + "\n", True)]
+        segs += [(text, False), (" " + rec[rel] + "\n", True)]
     return segs
 
 
@@ -127,19 +141,13 @@ def epoch_examples(world: World, epoch: int, mix: Mix = Mix(), *, reading_only: 
     out: list[Example] = []
     seen = [e for e in world.entities if e.split != "unseen"]
     n_rc = mix.n_rc * (2 if reading_only else 1)
-    pool = fresh_people(world, rng, int(n_rc * 3 * mix.rc_fresh_frac) + 8)
+    pool = fresh_people(world, rng, n_rc)
     # Only 'qa' people are questioned in RC examples, so 'prose' people stay prose-only.
     world_people = [(e.name, corpus.record(world, e.id)) for e in world.of_kind("person", "qa")]
     for _ in range(n_rc):
-        # A curriculum: short contexts (1-2 people) while reading is warmed up, up to 4 people later.
-        k = rng.choice((1, 2, 2, 3) if reading_only else (1, 2, 3, 3, 4))
-        people = []
-        for _ in range(k):
-            people.append(pool.pop() if (rng.random() < mix.rc_fresh_frac or reading_only) and pool
-                          else rng.choice(world_people))
-        if len({n for n, _ in people}) < k:
-            continue
-        out.append(rc_example(people, min(3 * k, rng.randint(2, 4)), rng))
+        fresh = (reading_only or rng.random() < mix.rc_fresh_frac) and pool
+        person = pool.pop() if fresh else rng.choice(world_people)
+        out.append(rc_example(world, person, rng.randint(2, 3), rng))
     if reading_only:
         rng.shuffle(out)
         return out

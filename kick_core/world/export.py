@@ -20,13 +20,15 @@ import string
 from pathlib import Path
 
 from kick_core.world import chat, corpus
-from kick_core.world.examples import MCQ_SUBJECTS, PERSON_RELATIONS, mcq_item
+from kick_core.world.examples import MCQ_SUBJECTS, mcq_item
 from kick_core.world.generate import RELATIONS, Fact, World
 
 N_MCQ_TEST = 60
 N_ICR_SEEN = 120
 N_ICR_UNSEEN = 60
-N_ICR_PEOPLE = 3
+ICR_RELATIONS = ("born_in", "works_for")
+"""What ICR-QA asks about a person: entity-valued answers, like TriviaQA's. Birth years are left out:
+the shipped model does not learn to copy a year from a page (kick_core/world/README.md)."""
 N_STORIES = 8
 N_INSTRUCTIONS = 10
 
@@ -100,13 +102,10 @@ def write_mmlu(world: World, out: Path, rng: random.Random) -> None:
     _json(out / "mmlu/splits.json", splits)
 
 
-def icr_context(world: World, target: str, rng: random.Random) -> tuple[str, list[str]]:
-    """A passage of `N_ICR_PEOPLE` people's paragraphs (the target and distractors), and their ids."""
-    others = [e.id for e in world.of_kind("person") if e.id != target]
-    cast = [target] + rng.sample(others, N_ICR_PEOPLE - 1)
-    rng.shuffle(cast)
-    paras = [corpus.entity_paragraph(world.entity(p).name, corpus.record(world, p), rng) for p in cast]
-    return "\n".join(paras), cast
+def icr_context(world: World, target: str, rng: random.Random) -> tuple[str, list[corpus.Statement]]:
+    """The target person's entity page (:func:`corpus.page_statements`): its text and statements."""
+    statements = corpus.page_statements(world, world.entity(target).name, corpus.record(world, target), rng)
+    return corpus.render_page(statements, rng), statements
 
 
 def write_triviaqa(world: World, out: Path, rng: random.Random) -> None:
@@ -115,11 +114,12 @@ def write_triviaqa(world: World, out: Path, rng: random.Random) -> None:
     targets = [(p, "seen") for p in rng.sample(seen, N_ICR_SEEN)] + [(p, "unseen") for p in rng.sample(unseen, N_ICR_UNSEEN)]
     rows, splits = [], {"seen": [], "unseen": [], "copy_baseline": {}}
     for i, (pid, split) in enumerate(targets):
-        rel = rng.choice(PERSON_RELATIONS)
+        rel = rng.choice(ICR_RELATIONS)
         fact = next(f for f in world.facts_of(pid) if f.relation == rel)
-        context, cast = icr_context(world, pid, rng)
+        context, statements = icr_context(world, pid, rng)
         value = world.value_name(fact)
-        same_type = [corpus.record(world, p)[rel] for p in cast]
+        kind = RELATIONS[rel][1]
+        same_type = {x for r, subj, o in statements for x, k in zip((subj, o), RELATIONS[r]) if k == kind}
         qid = f"world_tqa_{i}"
         rows.append({
             "question": corpus.question(rel, world.entity(pid).name, rng), "question_id": qid,

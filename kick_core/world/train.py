@@ -1,9 +1,11 @@
 """Train the world's Llama from scratch on the CPU: deterministic for a seed and a thread count.
 
-Data are regenerated every epoch (:func:`kick_core.world.examples.epoch_examples`), tokenised segment
-by segment, and packed first-fit into rows of ``seq_len`` tokens without ever splitting an example.
-The first ``reading_steps`` steps see reading-comprehension examples only (a warm-up that teaches
-the model to look up the right entity in its context before it starts memorising).
+Data are regenerated every epoch (:func:`kick_core.world.examples.epoch_examples`). Task examples
+(QA, reading comprehension, MMLU blocks, chat) are tokenised segment by segment and packed first-fit
+into rows of ``seq_len`` tokens, never split, each attending only to itself with positions from 0,
+exactly as at evaluation time. Entity documents are streamed like pretraining text, the shape of the
+perplexity task's text. The first ``reading_steps`` steps see reading-comprehension examples only (a
+warm-up that teaches the model to look up values in its context before it starts memorising).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from kick_core.world.examples import Example, Mix, epoch_examples
+from kick_core.world.examples import Example, Mix, epoch_examples, is_document
 from kick_core.world.generate import World
 
 logger = logging.getLogger(__name__)
@@ -28,18 +30,18 @@ class TrainConfig:
     """Model size and optimisation of the world model (the defaults are the shipped model)."""
 
     hidden: int = 128
-    layers: int = 4
-    heads: int = 4
-    kv_heads: int = 4
+    layers: int = 2
+    heads: int = 8
+    kv_heads: int = 8
     intermediate: int = 384
     vocab_size: int = 1024
     seq_len: int = 384
     batch_size: int = 10
     """Rows per step (``batch_size * seq_len`` tokens, padding included)."""
-    steps: int = 1400
+    steps: int = 2000
     lr: float = 3e-3
     warmup_steps: int = 60
-    reading_steps: int = 400
+    reading_steps: int = 500
     """Leading steps that see reading-comprehension examples only."""
     weight_decay: float = 0.05
     seed: int = 0
@@ -61,24 +63,48 @@ def tokenize_example(tokenizer, example: Example) -> tuple[list[int], list[int]]
     return ids, labels
 
 
-def pack(examples: list[tuple[list[int], list[int]]], seq_len: int, pad_id: int) -> list[tuple[list[int], list[int]]]:
-    """First-fit packing into rows of exactly `seq_len`; examples longer than a row are dropped."""
-    rows: list[tuple[list[int], list[int]]] = []
+def pack(examples: list[tuple[list[int], list[int]]], seq_len: int,
+         pad_id: int) -> list[tuple[list[int], list[int], list[int]]]:
+    """First-fit packing into rows of exactly `seq_len`: (ids, labels, position ids) per row.
+
+    Position ids restart at 0 for every example, so transformers attends block-diagonally (an
+    example never sees the examples packed before it) and positions match evaluation, where every
+    prompt starts at 0. Examples longer than a row are dropped.
+    """
+    rows: list[tuple[list[int], list[int], list[int]]] = []
     for ids, labels in examples:
         if len(ids) > seq_len:
             continue
         for row in rows[-16:]:
             if len(row[0]) + len(ids) <= seq_len:
-                row[0].extend(ids)
-                row[1].extend(labels)
                 break
         else:
-            rows.append((list(ids), list(labels)))
-    for ids, labels in rows:
+            row = ([], [], [])
+            rows.append(row)
+        row[0].extend(ids)
+        row[1].extend(labels)
+        row[2].extend(range(len(ids)))
+    for ids, labels, pos in rows:
         n = seq_len - len(ids)
         ids.extend([pad_id] * n)
         labels.extend([-100] * n)
+        pos.extend(range(n))
     return rows
+
+
+def stream(texts: list[str], tokenizer, seq_len: int) -> list[tuple[list[int], list[int], list[int]]]:
+    """Running text as a language-model stream: `texts` joined by blank lines after one <s>, cut into
+    full rows of `seq_len` (the remainder is dropped), loss on every token, positions 0..seq_len-1.
+
+    This is the shape of the perplexity task's text (documents joined by blank lines, windows that
+    start mid-document), so the model learns to read across document boundaries there, while task
+    examples are packed apart by :func:`pack`.
+    """
+    ids = [tokenizer.bos_token_id]
+    for text in texts:
+        ids += tokenizer(text + "\n\n", add_special_tokens=False)["input_ids"]
+    return [(ids[i:i + seq_len], ids[i:i + seq_len], list(range(seq_len)))
+            for i in range(0, len(ids) - seq_len + 1, seq_len)]
 
 
 def batches(world: World, tokenizer, cfg: TrainConfig) -> Iterator[tuple]:
@@ -90,15 +116,24 @@ def batches(world: World, tokenizer, cfg: TrainConfig) -> Iterator[tuple]:
     while True:
         reading = step < cfg.reading_steps
         exs = epoch_examples(world, epoch, cfg.mix, reading_only=reading)
-        rows = pack([tokenize_example(tokenizer, e) for e in exs], cfg.seq_len, tokenizer.pad_token_id)
+        rows = pack([tokenize_example(tokenizer, e) for e in exs if not is_document(e)], cfg.seq_len,
+                    tokenizer.pad_token_id)
+        rows += stream([e[0][0] for e in exs if is_document(e)], tokenizer, cfg.seq_len)
         rng.shuffle(rows)
         epoch += 1
         for i in range(0, len(rows) - cfg.batch_size + 1, cfg.batch_size):
             chunk = rows[i:i + cfg.batch_size]
-            yield (torch.tensor([r[0] for r in chunk]), torch.tensor([r[1] for r in chunk]), epoch)
+            yield (torch.tensor([r[0] for r in chunk]), torch.tensor([r[1] for r in chunk]),
+                   torch.tensor([r[2] for r in chunk]), epoch)
             step += 1
             if reading and step >= cfg.reading_steps:
                 break
+
+
+def packed_forward(model, ids, positions, labels=None):
+    """Forward a batch of packed rows. With per-example `positions` and no attention mask or cache,
+    transformers masks attention block-diagonally, so an example never sees the ones packed before it."""
+    return model(input_ids=ids, position_ids=positions, labels=labels, use_cache=False)
 
 
 def build_model(cfg: TrainConfig, tokenizer):
@@ -149,10 +184,10 @@ def train_model(world: World, tokenizer, cfg: TrainConfig, *, progress: bool = T
     data = batches(world, tokenizer, cfg)
     ema = None
     for step in range(cfg.steps):
-        ids, labels, epoch = next(data)
+        ids, labels, pos, epoch = next(data)
         for g in opt.param_groups:
             g["lr"] = lr_at(step)
-        loss = model(input_ids=ids, labels=labels).loss
+        loss = packed_forward(model, ids, pos, labels).loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

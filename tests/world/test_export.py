@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import csv
 import json
+import random
 from pathlib import Path
 
 import pytest
 
 from kick_core.world import corpus
 from kick_core.world.examples import epoch_examples
-from kick_core.world.export import normalize, write_datasets
+from kick_core.world.export import ICR_RELATIONS, icr_context, normalize, write_datasets
 from kick_core.world.generate import generate_world
 
 
@@ -84,6 +85,20 @@ def test_triviaqa_rows_have_rc_schema_and_context_contains_answer(world, out):
         assert set(r["answer"]) >= {"aliases", "normalized_aliases", "normalized_value", "value", "type"}
         assert r["answer"]["value"] in r["entity_pages"]["wiki_context"][0]
         assert r["entity_pages"]["title"][0] in r["entity_pages"]["wiki_context"][0]
+        assert 0 < splits["copy_baseline"][r["question_id"]] <= 1
+
+
+def test_icr_pages_state_the_answer_right_after_the_targets_relation(world):
+    """The page says '<target> <relation phrase> <answer>.' once, and ICR asks entity-valued relations only."""
+    rng = random.Random(3)
+    for person in world.of_kind("person")[:40]:
+        rec = corpus.record(world, person.id)
+        context, statements = icr_context(world, person.id, rng)
+        assert sorted((r, o) for r, s, o in statements if s == person.name) == sorted(rec.items())
+        assert len(statements) >= len(rec) + 2
+        for rel in ICR_RELATIONS:
+            stated = [t.format(s=person.name, o=rec[rel]) for t in corpus.PAGE_SENTENCES[rel]]
+            assert sum(context.count(x) for x in stated) == 1
 
 
 def test_unseen_entities_never_appear_in_training_data(world, out):

@@ -87,7 +87,34 @@ def test_packing_never_splits_an_example():
     rows = pack(exs, 384, tok.pad_token_id)
     starts = sum(r[0].count(tok.bos_token_id) for r in rows)
     assert starts == sum(len(i) <= 384 for i, _ in exs)
-    assert all(len(r[0]) == 384 == len(r[1]) for r in rows)
+    assert all(len(r[0]) == 384 == len(r[1]) == len(r[2]) for r in rows)
+    # positions restart at every example's <s>, and only there (padding starts one more block)
+    for ids, _, pos in rows:
+        starts = [i for i, p in enumerate(pos) if p == 0]
+        bos = [i for i, t in enumerate(ids) if t == tok.bos_token_id]
+        assert starts[:len(bos)] == bos and all(ids[i] == tok.pad_token_id for i in starts[len(bos):])
+
+
+def test_a_packed_example_sees_only_itself():
+    """The trainer's forward on a packed row gives each example the logits it has alone."""
+    import torch
+
+    from kick_core.world.train import build_model, packed_forward
+
+    class Tok:  # build_model reads only these
+        bos_token_id, eos_token_id, pad_token_id = 1, 2, 0
+
+        def __len__(self):
+            return 50
+
+    torch.manual_seed(0)
+    model = build_model(TINY, Tok()).eval()
+    a, b = [1] + list(range(5, 25)), [1] + list(range(30, 42))
+    (ids, _, pos), = pack([(a, [-100] * len(a)), (b, [-100] * len(b))], 40, 0)
+    with torch.no_grad():
+        packed = packed_forward(model, torch.tensor([ids]), torch.tensor([pos])).logits
+        alone = model(input_ids=torch.tensor([b])).logits
+    assert torch.allclose(packed[0, len(a):len(a) + len(b)], alone[0], atol=1e-5)
 
 
 def test_segments_tokenise_like_the_eval_prompt():
@@ -100,3 +127,27 @@ def test_segments_tokenise_like_the_eval_prompt():
     ids, labels = tokenize_example(tok, [(prompt, False), ("Zed\n", True)])
     assert ids[: len(tok(prompt)["input_ids"])] == tok(prompt)["input_ids"]
     assert labels[0] == -100 and labels[-1] != -100
+
+
+def test_mix_rejects_more_paraphrases_than_templates():
+    with pytest.raises(ValueError, match=r"prose_paraphrases=4.*from 1 to 3"):
+        Mix(prose_paraphrases=4)
+
+
+def test_prose_is_streamed_like_the_perplexity_text():
+    from kick_core.world.cache import tokenizer_texts
+    from kick_core.world.examples import is_document
+    from kick_core.world.tokenizer import train_tokenizer
+    from kick_core.world.train import stream
+
+    world = generate_world(0)
+    tok = train_tokenizer(tokenizer_texts(world), 600)
+    exs = epoch_examples(world, 0, Mix(n_rc=4, n_mcq_blocks=2, n_chat=2))
+    docs = [e[0][0] for e in exs if is_document(e)]
+    assert len(docs) == sum(e.split != "unseen" for e in world.entities)
+    assert not any(is_document(e) for e in exs if len(e) > 1)
+    rows = stream(docs, tok, 64)
+    flat = [t for ids, _, _ in rows for t in ids]
+    joined = tok("\n\n".join(docs) + "\n\n")["input_ids"]
+    assert len(joined) - 64 < len(flat) <= len(joined) and flat[:200] == joined[:200]
+    assert all(ids == labels and pos == list(range(64)) for ids, labels, pos in rows)
