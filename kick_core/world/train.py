@@ -108,7 +108,7 @@ def stream(texts: list[str], tokenizer, seq_len: int) -> list[tuple[list[int], l
 
 
 def batches(world: World, tokenizer, cfg: TrainConfig) -> Iterator[tuple]:
-    """Endless (input_ids, labels) batches; epochs regenerate the data, reading-only first."""
+    """Endless (input_ids, labels, position_ids, epoch) batches; epochs regenerate the data, reading-only first."""
     import torch
 
     rng = random.Random(f"kick-batches-{cfg.seed}")
