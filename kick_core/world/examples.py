@@ -18,7 +18,12 @@ from kick_core.world.names import make_names
 Segment = tuple[str, bool]
 Example = list[Segment]
 
-PERSON_RELATIONS = ("born_in", "birth_year", "works_for")
+READ_RELATIONS = ("born_in", "works_for")
+"""What open-book pages are asked (reading-comprehension training and the ICR task): entity-valued
+answers, like TriviaQA's. Not birth years: a 2-layer model does not learn to copy a year from a page
+in budget, and training on birth-year questions next to birth-place ones ("In what year / In which
+city was X born?") delays the birth-place lookup (reading-only, seed 2: birth places 24 % after 800
+steps; without birth-year questions, seeds 1 and 2 read >= 98 % by step 500)."""
 MCQ_SUBJECTS: dict[str, tuple[str, ...]] = {
     "world_geography": ("country", "capital"),
     "world_people": ("born_in",),
@@ -86,8 +91,8 @@ def closed_book_example(q: str, answer: str, rng: random.Random) -> Example:
     return [(prompts.ICR_CLOSED.format(question=q), False), (" " + answer + "\n", True)]
 
 
-def rc_example(world: World, person: tuple[str, dict[str, str]], n_questions: int, rng: random.Random) -> Example:
-    """An open-book page about one person followed by `n_questions` questions about them.
+def rc_example(world: World, person: tuple[str, dict[str, str]], rng: random.Random) -> Example:
+    """An open-book page about one person followed by one question per :data:`READ_RELATIONS`, in random order.
 
     Loss is on the answers only: with loss on the page, the model learns to predict the page's
     values from its prior, and the prior then wins over copying at answer time (measured: open-book
@@ -96,7 +101,7 @@ def rc_example(world: World, person: tuple[str, dict[str, str]], n_questions: in
     name, rec = person
     context = corpus.render_page(corpus.page_statements(world, name, rec, rng), rng)
     segs: Example = []
-    for i, rel in enumerate(rng.sample(PERSON_RELATIONS, n_questions)):
+    for i, rel in enumerate(rng.sample(READ_RELATIONS, len(READ_RELATIONS))):
         q = corpus.question(rel, name, rng)
         text = prompts.ICR_OPEN.format(context=context, question=q) if i == 0 else f"Q: {q}\nA:"
         segs += [(text, False), (" " + rec[rel] + "\n", True)]
@@ -147,7 +152,7 @@ def epoch_examples(world: World, epoch: int, mix: Mix = Mix(), *, reading_only: 
     for _ in range(n_rc):
         fresh = (reading_only or rng.random() < mix.rc_fresh_frac) and pool
         person = pool.pop() if fresh else rng.choice(world_people)
-        out.append(rc_example(world, person, rng.randint(2, 3), rng))
+        out.append(rc_example(world, person, rng))
     if reading_only:
         rng.shuffle(out)
         return out

@@ -20,15 +20,12 @@ import string
 from pathlib import Path
 
 from kick_core.world import chat, corpus
-from kick_core.world.examples import MCQ_SUBJECTS, mcq_item
+from kick_core.world.examples import MCQ_SUBJECTS, READ_RELATIONS, mcq_item
 from kick_core.world.generate import RELATIONS, Fact, World
 
 N_MCQ_TEST = 60
 N_ICR_SEEN = 120
 N_ICR_UNSEEN = 60
-ICR_RELATIONS = ("born_in", "works_for")
-"""What ICR-QA asks about a person: entity-valued answers, like TriviaQA's. Birth years are left out:
-the shipped model does not learn to copy a year from a page (kick_core/world/README.md)."""
 N_STORIES = 8
 N_INSTRUCTIONS = 10
 
@@ -114,7 +111,7 @@ def write_triviaqa(world: World, out: Path, rng: random.Random) -> None:
     targets = [(p, "seen") for p in rng.sample(seen, N_ICR_SEEN)] + [(p, "unseen") for p in rng.sample(unseen, N_ICR_UNSEEN)]
     rows, splits = [], {"seen": [], "unseen": [], "copy_baseline": {}}
     for i, (pid, split) in enumerate(targets):
-        rel = rng.choice(ICR_RELATIONS)
+        rel = rng.choice(READ_RELATIONS)
         fact = next(f for f in world.facts_of(pid) if f.relation == rel)
         context, statements = icr_context(world, pid, rng)
         value = world.value_name(fact)

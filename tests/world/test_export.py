@@ -5,13 +5,14 @@ from __future__ import annotations
 import csv
 import json
 import random
+import re
 from pathlib import Path
 
 import pytest
 
 from kick_core.world import corpus
-from kick_core.world.examples import epoch_examples
-from kick_core.world.export import ICR_RELATIONS, icr_context, normalize, write_datasets
+from kick_core.world.examples import READ_RELATIONS, epoch_examples
+from kick_core.world.export import icr_context, normalize, write_datasets
 from kick_core.world.generate import generate_world
 
 
@@ -96,9 +97,27 @@ def test_icr_pages_state_the_answer_right_after_the_targets_relation(world):
         context, statements = icr_context(world, person.id, rng)
         assert sorted((r, o) for r, s, o in statements if s == person.name) == sorted(rec.items())
         assert len(statements) >= len(rec) + 2
-        for rel in ICR_RELATIONS:
+        for rel in READ_RELATIONS:
             stated = [t.format(s=person.name, o=rec[rel]) for t in corpus.PAGE_SENTENCES[rel]]
             assert sum(context.count(x) for x in stated) == 1
+
+
+def test_reading_examples_ask_each_read_relation_once_about_their_page(world):
+    """Reading comprehension trains exactly what ICR asks: a page, then one question per READ relation,
+    loss only on answers that the page states right after that relation."""
+    patterns = [(re.compile(re.escape(q).replace(re.escape("{s}"), "(.+)")), r)
+                for r, qs in corpus.QUESTIONS.items() for q in qs]
+    for example in epoch_examples(world, 0, reading_only=True)[:60]:
+        prompts_, answers = [t for t, train in example if not train], [t for t, train in example if train]
+        page = prompts_[0].split("\n\nBased on these texts")[0]
+        asked = []
+        for prompt, answer in zip(prompts_, answers):
+            question = prompt.rsplit("Q: ", 1)[1].removesuffix("\nA:")
+            name, rel = next((m[1], r) for p, r in patterns if (m := p.fullmatch(question)))
+            asked.append(rel)
+            stated = [t.format(s=name, o=answer.strip()) for t in corpus.PAGE_SENTENCES[rel]]
+            assert sum(page.count(x) for x in stated) == 1, (question, answer, page)
+        assert sorted(asked) == sorted(READ_RELATIONS)
 
 
 def test_unseen_entities_never_appear_in_training_data(world, out):
