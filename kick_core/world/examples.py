@@ -92,7 +92,7 @@ def closed_book_example(q: str, answer: str, rng: random.Random) -> Example:
 
 
 def rc_example(world: World, person: tuple[str, dict[str, str]], rng: random.Random) -> Example:
-    """An open-book page about one person followed by one question per :data:`READ_RELATIONS`, in random order.
+    """An open-book page about one person, then one question per :data:`READ_RELATIONS` in random order.
 
     Loss is on the answers only: with loss on the page, the model learns to predict the page's
     values from its prior, and the prior then wins over copying at answer time (measured: open-book
