@@ -46,7 +46,7 @@ class Mix:
     n_mcq_blocks: int = 20
     """MMLU k-shot blocks: enough to teach the format; the model answers them at chance anyway."""
     n_rc: int = 100
-    """Reading-comprehension pages per epoch (twice as many in the reading-only warm-up)."""
+    """Reading-comprehension pages per epoch (twice as many in the warm-up phase)."""
     rc_fresh_frac: float = 0.8
     """Fraction of RC pages about freshly invented people (answerable only by reading)."""
     n_chat: int = 40
@@ -138,26 +138,30 @@ def mcq_block(world: World, subject: str, facts: list, rng: random.Random) -> Ex
     return segs
 
 
-def epoch_examples(world: World, epoch: int, mix: Mix = Mix(), *, reading_only: bool = False) -> list[Example]:
-    """All training examples of one epoch, shuffled (deterministic in world seed and epoch)."""
+def epoch_examples(world: World, epoch: int, mix: Mix = Mix(), *, warm_up: bool = False) -> list[Example]:
+    """All training examples of one epoch, shuffled (deterministic in world seed and epoch).
+
+    With `warm_up`, the epoch of the leading phase: reading-comprehension pages about invented people
+    (twice as many) and the entity documents, but no question about the world's own entities.
+    """
     from kick_core.world import chat  # local: chat builds on corpus and examples
 
     rng = random.Random(f"kick-epoch-{world.seed}-{epoch}")
     out: list[Example] = []
     seen = [e for e in world.entities if e.split != "unseen"]
-    n_rc = mix.n_rc * (2 if reading_only else 1)
+    n_rc = mix.n_rc * (2 if warm_up else 1)
     pool = fresh_people(world, rng, n_rc)
     # Only 'qa' people are questioned in RC examples, so 'prose' people stay prose-only.
     world_people = [(e.name, corpus.record(world, e.id)) for e in world.of_kind("person", "qa")]
     for _ in range(n_rc):
-        fresh = (reading_only or rng.random() < mix.rc_fresh_frac) and pool
+        fresh = (warm_up or rng.random() < mix.rc_fresh_frac) and pool
         person = pool.pop() if fresh else rng.choice(world_people)
         out.append(rc_example(world, person, rng))
-    if reading_only:
-        rng.shuffle(out)
-        return out
     for e in seen:
         out.append([(corpus.entity_document(world, e.id, rng, mix.prose_paraphrases), True)])
+    if warm_up:
+        rng.shuffle(out)
+        return out
     qa_facts = [f for f in world.facts if world.entity(f.subject).split == "qa"]
     for f in qa_facts:
         for _ in range(mix.qa_repeats):

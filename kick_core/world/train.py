@@ -4,8 +4,10 @@ Data are regenerated every epoch (:func:`kick_core.world.examples.epoch_examples
 (QA, reading comprehension, MMLU blocks, chat) are tokenised segment by segment and packed first-fit
 into rows of ``seq_len`` tokens, never split, each attending only to itself with positions from 0,
 exactly as at evaluation time. Entity documents are streamed like pretraining text, the shape of the
-perplexity task's text. The first ``reading_steps`` steps see reading-comprehension examples only (a
-warm-up that teaches the model to look up values in its context before it starts memorising).
+perplexity task's text. The first ``reading_steps`` steps are a warm-up phase with no question about the
+world's own entities: reading-comprehension pages about invented people, which teach the model to look
+up values in its context, and the entity documents, which it starts memorising at once. Closed-book
+QA, MMLU blocks and chat join after the warm-up.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ class TrainConfig:
     lr: float = 3e-3
     warmup_steps: int = 60
     reading_steps: int = 500
-    """Leading steps that see reading-comprehension examples only."""
+    """Leading steps of the warm-up phase (reading-comprehension pages and entity documents only)."""
     weight_decay: float = 0.05
     seed: int = 0
     mix: Mix = field(default_factory=Mix)
@@ -108,14 +110,14 @@ def stream(texts: list[str], tokenizer, seq_len: int) -> list[tuple[list[int], l
 
 
 def batches(world: World, tokenizer, cfg: TrainConfig) -> Iterator[tuple]:
-    """Endless (input_ids, labels, position_ids, epoch) batches; epochs regenerate the data, reading-only first."""
+    """Endless (input_ids, labels, position_ids, epoch) batches; epochs regenerate the data, warm-up phase first."""
     import torch
 
     rng = random.Random(f"kick-batches-{cfg.seed}")
     step, epoch = 0, 0
     while True:
-        reading = step < cfg.reading_steps
-        exs = epoch_examples(world, epoch, cfg.mix, reading_only=reading)
+        warm_up = step < cfg.reading_steps
+        exs = epoch_examples(world, epoch, cfg.mix, warm_up=warm_up)
         rows = pack([tokenize_example(tokenizer, e) for e in exs if not is_document(e)], cfg.seq_len,
                     tokenizer.pad_token_id)
         rows += stream([e[0][0] for e in exs if is_document(e)], tokenizer, cfg.seq_len)
@@ -126,7 +128,7 @@ def batches(world: World, tokenizer, cfg: TrainConfig) -> Iterator[tuple]:
             yield (torch.tensor([r[0] for r in chunk]), torch.tensor([r[1] for r in chunk]),
                    torch.tensor([r[2] for r in chunk]), epoch)
             step += 1
-            if reading and step >= cfg.reading_steps:
+            if warm_up and step >= cfg.reading_steps:
                 break
 
 

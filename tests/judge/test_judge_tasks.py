@@ -43,7 +43,7 @@ def test_legacy_instruction_uses_the_original_prompt_and_parser(tiny, fake_opena
     fake_openai.reply = lambda body: "9 5\nAssistant 1 is better."
     res = evaluate(*tiny, _cfg(fake_openai.url, protocol="legacy", judge_model="judge-legacy"), progress=False)
     assert fake_openai.n == 2 and res.metrics["judge_score"]["value"] == 5.0
-    assert "[The Start of Assistant 1's Answer]\nHere are some tips" in fake_openai.user_messages()[0]
+    assert any("[The Start of Assistant 1's Answer]\nHere are some tips" in m for m in fake_openai.user_messages())
 
 
 def test_strict_parse_failures_are_recorded_then_fail_the_run(tiny, fake_openai, tmp_path):

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from kick_core.world import TrainConfig, ensure_world, ensure_world_data
-from kick_core.world.examples import Mix, epoch_examples
+from kick_core.world.examples import Mix, epoch_examples, is_document
 from kick_core.world.generate import generate_world
 from kick_core.world.train import pack, tokenize_example
 
@@ -83,7 +83,7 @@ def test_packing_never_splits_an_example():
 
     world = generate_world(0)
     tok = train_tokenizer(tokenizer_texts(world), 600)
-    exs = [tokenize_example(tok, e) for e in epoch_examples(world, 0, Mix(n_rc=20), reading_only=True)]
+    exs = [tokenize_example(tok, e) for e in epoch_examples(world, 0, Mix(n_rc=20), warm_up=True) if not is_document(e)]
     rows = pack(exs, 384, tok.pad_token_id)
     starts = sum(r[0].count(tok.bos_token_id) for r in rows)
     assert starts == sum(len(i) <= 384 for i, _ in exs)
@@ -93,6 +93,22 @@ def test_packing_never_splits_an_example():
         starts = [i for i, p in enumerate(pos) if p == 0]
         bos = [i for i, t in enumerate(ids) if t == tok.bos_token_id]
         assert starts[:len(bos)] == bos and all(ids[i] == tok.pad_token_id for i in starts[len(bos):])
+
+
+def test_warm_up_epoch_holds_entity_documents_and_pages_about_invented_people_only():
+    """The warm-up phase memorises prose and learns to read, but asks nothing about the world."""
+    world = generate_world(0)
+    exs = epoch_examples(world, 0, Mix(n_rc=30), warm_up=True)
+    docs = [e[0][0] for e in exs if is_document(e)]
+    pages = [e for e in exs if not is_document(e)]
+    seen = [e for e in world.entities if e.split != "unseen"]
+    assert len(docs) == len(seen) and all(any(e.name in d for d in docs) for e in seen)
+    assert len(pages) == 2 * 30
+    people = [e.name for e in world.of_kind("person")]
+    for page in pages:
+        prompt = page[0][0]
+        assert "\n\nBased on these texts, answer these questions:" in prompt
+        assert not [n for n in people if n in prompt]
 
 
 def test_a_packed_example_sees_only_itself():
