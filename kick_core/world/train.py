@@ -35,7 +35,10 @@ class TrainConfig:
     layers: int = 2
     heads: int = 8
     kv_heads: int = 8
-    intermediate: int = 384
+    intermediate: int = 192
+    """MLP width, 1.5x hidden: the world's facts then load the MLPs enough that pruning erases them as
+    it does in real LLMs. With 384, the same recipe learned them as well but kept them through 50 %
+    magnitude pruning on world seed 2 (strict factoid drop 0.8 points; with 192: 5.3)."""
     vocab_size: int = 1024
     seq_len: int = 384
     batch_size: int = 10
