@@ -83,7 +83,8 @@ def test_packing_never_splits_an_example():
 
     world = generate_world(0)
     tok = train_tokenizer(tokenizer_texts(world), 600)
-    exs = [tokenize_example(tok, e) for e in epoch_examples(world, 0, Mix(n_rc=20), warm_up=True) if not is_document(e)]
+    pages = [e for e in epoch_examples(world, 0, Mix(n_rc=20), warm_up=True) if not is_document(e)]
+    exs = [tokenize_example(tok, e) for e in pages]
     rows = pack(exs, 384, tok.pad_token_id)
     starts = sum(r[0].count(tok.bos_token_id) for r in rows)
     assert starts == sum(len(i) <= 384 for i, _ in exs)
