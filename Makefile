@@ -17,16 +17,22 @@ BIN        := $(VENV)/bin
 
 setup: $(VENV)/.kick-installed
 
-$(VENV)/.kick-installed: pyproject.toml
+## kick alone (what the demo needs); `setup` adds the EXTRAS (pytest, Ray, bitsandbytes), which
+## `make demo` does not wait for.
+$(VENV)/.kick-base: pyproject.toml
 	$(PYTHON) -m venv $(VENV_FLAGS) $(VENV)
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install -e ".[$(EXTRAS)]"
+	$(BIN)/python -m pip install -e .
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $@
+
+$(VENV)/.kick-installed: $(VENV)/.kick-base
+	$(BIN)/python -m pip install -e ".[$(EXTRAS)]"
 	touch $@
 
 ## The main job: the demo study on the embedded default (trains the small world model once, then
 ## runs two notebooks at a time, one torch thread each: on a small CPU that beats one run on 2 threads).
-demo: setup
+demo: $(VENV)/.kick-base
 	$(BIN)/kick run params/demo.yaml --jobs 2
 
 ## The test suite (fast selection; slow/gpu/network tests are opt-in).

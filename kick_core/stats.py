@@ -20,7 +20,6 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from scipy import stats as _sp
 
 from kick_core.errors import ConfigError
 
@@ -76,10 +75,12 @@ def mcnemar_exact(b: int, c: int) -> float:
 
     Under H0 the b + c discordant pairs split as Binomial(b + c, 1/2); p = min(1, 2 * P(X <= min(b, c))).
     """
+    from scipy.stats import binom  # here, not at module level: scipy.stats costs every run ~1.4 s of import
+
     n = b + c
     if n == 0:
         return 1.0
-    return float(min(1.0, 2.0 * _sp.binom.cdf(min(b, c), n, 0.5)))
+    return float(min(1.0, 2.0 * binom.cdf(min(b, c), n, 0.5)))
 
 
 def example_score(record: Mapping[str, Any], metric: str) -> float | None:

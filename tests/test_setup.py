@@ -35,14 +35,15 @@ def test_ci_runs_the_readme_test_command():
 
 def test_make_targets_set_up_before_running():
     mk = (REPO / "Makefile").read_text()
-    assert re.search(r"^demo: setup$", mk, re.M) and re.search(r"^test: setup$", mk, re.M)
+    assert re.search(r"^demo: \$\(VENV\)/\.kick-base$", mk, re.M) and re.search(r"^test: setup$", mk, re.M)
+    assert re.search(r"^\$\(VENV\)/\.kick-installed: \$\(VENV\)/\.kick-base$", mk, re.M)  # setup = base + extras
     assert "kick run params/demo.yaml" in mk
     assert (REPO / "params/demo.yaml").is_file()
 
 
 def test_setup_pins_torch_before_the_package_so_pip_never_pulls_a_second_build():
     mk = (REPO / "Makefile").read_text()
-    assert mk.index('pip install "$(TORCH_SPEC)"') < mk.index('pip install -e ".[$(EXTRAS)]"')
+    assert mk.index('pip install "$(TORCH_SPEC)"') < mk.index("pip install -e .\n") < mk.index('pip install -e ".[$(EXTRAS)]"')
     assert re.search(r"^TORCH_SPEC \?= torch==\d+\.\d+\.\d+$", mk, re.M)
 
 
