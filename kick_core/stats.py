@@ -75,7 +75,7 @@ def mcnemar_exact(b: int, c: int) -> float:
 
     Under H0 the b + c discordant pairs split as Binomial(b + c, 1/2); p = min(1, 2 * P(X <= min(b, c))).
     """
-    from scipy.stats import binom  # here, not at module level: scipy.stats costs every run ~1.4 s of import
+    from scipy.stats import binom  # here, not at module level: importing scipy.stats costs each run about a second
 
     n = b + c
     if n == 0:
