@@ -117,7 +117,7 @@ def main() -> None:
                "n_params": record["n_params"], "results": results,
                "closed_drop": closed_drop, "open_drop": open_drop,
                "phenomenon": closed_drop >= 2 * max(open_drop, 0.0),
-               "rtn8_max_abs_diff": max(abs(d[t]["all"] - q[t]["all"]) for t in ("factoid", "factoid_strict", "icr_open", "icr_closed", "mcq"))}
+               "rtn8_max_abs_diff": max(abs(d[t]["all"] - q[t]["all"]) for t in ("factoid", "factoid_strict", "icr_open", "icr_closed", "mcq", "mcq_cloze"))}
     out = Path(__file__).parent / "out" / f"world_s{args.seed}.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(summary, indent=1) + "\n")
@@ -132,7 +132,8 @@ def main() -> None:
                   f"{r['icr_open']['all']:.1f} / {r['icr_open']['seen']:.1f} / {r['icr_open']['unseen']:.1f}; "
                   f"{r['icr_open']['copy_baseline']:.1f}"),
                  (f"{name} ICR closed-book EM (seen / unseen)", f"{r['icr_closed']['seen']:.1f} / {r['icr_closed']['unseen']:.1f}"),
-                 (f"{name} MCQ 5-shot accuracy", f"{r['mcq']['all']:.1f}"),
+                 (f"{name} MCQ 5-shot accuracy (cloze / letter formulation)",
+                  f"{r['mcq_cloze']['all']:.1f} / {r['mcq']['all']:.1f}"),
                  (f"{name} instruction rubric (1-10)", f"{r['instruction_rubric']:.1f}")]
     rows += [("closed-book drop at sparsity", f"{closed_drop:.1f}"), ("open-book drop at sparsity", f"{open_drop:.1f}"),
              ("closed drop >= 2x open drop", str(summary["phenomenon"])),

@@ -48,6 +48,7 @@ TASKS = ("factoid_qa", "mcq", "icr_qa", "summarisation", "instruction", "perplex
 PROTOCOLS = ("legacy", "strict")
 BOOKS = ("closed", "open", "both")
 LENGTHS = ("all", "small", "mid", "large")
+FORMULATIONS = ("letter", "cloze")
 DECODINGS = ("greedy", "sample")
 JUDGES = ("auto", "none", "rubric", "openai", "hf")
 JUDGE_MODES = ("auto", "pairwise", "single")
@@ -293,12 +294,19 @@ class TaskConfig:
     """icr_qa: closed | open | both."""
     length: str = "all"
     """summarisation: all | small | mid | large."""
+    formulation: str = "letter"
+    """mcq: letter (options in the prompt, score ' A'..' D', as MMLU) | cloze (score each option's text after
+    'Answer:', per character; for models too small to bind options to letters, e.g. the world model)."""
 
     def __post_init__(self) -> None:
         _choice(self.task, TASKS, "task")
         _choice(self.protocol, PROTOCOLS, "protocol")
         _choice(self.book, BOOKS, "book")
         _choice(self.length, LENGTHS, "length")
+        _choice(self.formulation, FORMULATIONS, "formulation")
+        if self.task == "mcq" and self.formulation == "cloze" and self.protocol == "legacy":
+            raise ConfigError("formulation='cloze' with protocol='legacy': the original study generated one letter "
+                              "token; use protocol='strict' for the cloze formulation, or formulation='letter'.")
         _positive(self.n_examples, "n_examples", allow_none=True)
         _positive(self.n_shots, "n_shots", zero=True)
 
@@ -428,7 +436,7 @@ class RunConfig:
 
     def config_hash(self) -> str:
         """Stable hash of the resolved config (study excluded): same config, same hash."""
-        flat = {k: v for k, v in self.to_flat().items() if k != "study"}
+        flat = {k: v for k, v in self.to_flat().items() if k != "study" and _ADDED_FIELDS.get(k, _UNSET) != v}
         return hashlib.sha256(json.dumps(flat, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
     @property
@@ -437,6 +445,12 @@ class RunConfig:
         model = _slugify(Path(self.model.model.rstrip("/")).name if Path(self.model.model).is_absolute() else self.model.model)
         task = f"{self.task.task}-{self.task.protocol}"
         return f"{task}__{model}__{self.compress.slug}__s{self.seed}__{self.config_hash()}"
+
+
+_UNSET = object()
+_ADDED_FIELDS = {"formulation": "letter"}
+"""Fields added after runs were first recorded -> their default: left at the default, they stay out of
+:meth:`RunConfig.config_hash`, so run ids (and resuming a sweep) do not change when a field is added."""
 
 
 def _slugify(text: str) -> str:

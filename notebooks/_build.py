@@ -164,17 +164,21 @@ of the paper's "matching" (<= 5% relative drop) threshold.""",
     "mcq": dict(
         title="MCR-QA: multiple-choice knowledge (MMLU layout)",
         feeds="paper Fig. 3 and Table 3 (MMLU rows)",
-        overrides={"n_shots": 5},
+        overrides={"n_shots": 5, "formulation": "cloze"},
         prose="""\
-Multiple-choice questions in the Hendrycks MMLU layout, 5-shot from the dev split: the options are in
-the prompt, so the model must *recognise* the right answer rather than produce it.
+Multiple-choice questions in the Hendrycks MMLU layout, 5-shot from the dev split.
 
-- **legacy protocol**: exactly one greedy token is generated and its last character is the prediction,
-  so invalid outputs count as wrong and accuracy can fall *below chance* (Table 3: 5.0% at 50% magnitude).
-- **strict protocol**: the prediction is the option letter with the highest next-token likelihood
-  (lm-eval style); the generation score and the invalid-output rate are reported beside it.
+- **legacy protocol**: the options are in the prompt and exactly one greedy token is generated; its last
+  character is the prediction, so invalid outputs count as wrong and accuracy can fall *below chance*
+  (Table 3: 5.0% at 50% magnitude).
+- **strict protocol, `formulation="letter"`** (MMLU's): the prediction is the option letter with the highest
+  next-token likelihood (lm-eval style); the generation score and the invalid-output rate are reported beside it.
+- **strict protocol, `formulation="cloze"`** (the default here): the options are hidden and each option's
+  text is scored as the answer, per character (lm-eval's `mmlu_continuation`, OLMES' CF). The small world
+  model knows the facts but cannot bind options to letters, so it answers the letter formulation at chance;
+  use `"letter"` for real LLMs, as the paper did.
 
-Comparing the two shows how much of the "knowledge loss" is really format breakage.""",
+Comparing legacy and strict shows how much of the "knowledge loss" is really format breakage.""",
     ),
     "icr_qa": dict(
         title="ICR-QA: answering from a given text (open vs closed book)",

@@ -103,6 +103,13 @@ def test_flat_round_trip_is_lossless():
     assert RunConfig.from_flat(**cfg.to_flat()) == cfg
 
 
+def test_a_field_left_at_its_added_default_keeps_the_run_id():
+    """Sweeps recorded before 'formulation' existed resume under the same run ids."""
+    letter = RunConfig.from_flat(task="mcq")
+    assert letter.config_hash() == "bedbe8c71e"  # the hash recorded before the field was added
+    assert RunConfig.from_flat(task="mcq", formulation="cloze").run_id != letter.run_id
+
+
 def test_run_ids_are_deterministic_filesystem_safe_and_distinct():
     a = RunConfig.from_flat(model="lmsys/vicuna-7b-v1.3", method="wanda", structure="2:4")
     b = RunConfig.from_flat(model="lmsys/vicuna-7b-v1.3", method="wanda", structure="2:4")

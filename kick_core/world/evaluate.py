@@ -47,17 +47,38 @@ def icr_items(data_dir: Path, *, open_book: bool) -> list[Item]:
     return out
 
 
-def mcq_items(data_dir: Path, *, legacy: bool = True) -> list[Item]:
+def mcq_items(data_dir: Path, *, legacy: bool = True, cloze: bool = False) -> list[Item]:
+    """5-shot MMLU items; with `cloze`, the cloze formulation (options hidden, ``answers`` = the four
+    options with the gold one first)."""
     out = []
     for test in sorted((data_dir / "mmlu/test").glob("*_test.csv")):
         subject = test.name[: -len("_test.csv")]
         with (data_dir / "mmlu/dev" / f"{subject}_dev.csv").open() as fh:
-            shots = "".join(prompts.mcq_question(r[0], r[1:5]) + f" {r[5]}\n\n" for r in csv.reader(fh))
+            dev = list(csv.reader(fh))
+        if cloze:
+            head = prompts.mcq_cloze_header(subject) + "".join(
+                f"{prompts.mcq_cloze_question(r[0])} {r[1 + prompts.LETTERS.index(r[5])]}\n\n" for r in dev)
+        else:
+            head = prompts.mcq_header(subject, legacy=legacy) + "".join(
+                prompts.mcq_question(r[0], r[1:5]) + f" {r[5]}\n\n" for r in dev)
         with test.open() as fh:
             for r in csv.reader(fh):
-                text = prompts.mcq_header(subject, legacy=legacy) + shots + prompts.mcq_question(r[0], r[1:5])
-                out.append(Item(text, (r[5],), subject, 0.25))
+                if cloze:
+                    gold = prompts.LETTERS.index(r[5]) + 1
+                    out.append(Item(head + prompts.mcq_cloze_question(r[0]),
+                                    (r[gold], *(c for i, c in enumerate(r[1:5], 1) if i != gold)), subject, 0.25))
+                else:
+                    out.append(Item(head + prompts.mcq_question(r[0], r[1:5]), (r[5],), subject, 0.25))
     return out
+
+
+def choose_cloze(model, tokenizer, items: list[Item]) -> list[bool]:
+    """Whether the gold option (``answers[0]``) has the highest per-character log-likelihood."""
+    from kick_core.engine.scoring import ScoreRequest, loglikelihood
+
+    reqs = [ScoreRequest(i.prompt, tuple(" " + a for a in i.answers), group=i.group) for i in items]
+    results = loglikelihood(model, tokenizer, reqs, progress=False)
+    return [max(range(4), key=lambda k: r.logprobs[k] / max(1, len(i.answers[k]))) == 0 for i, r in zip(items, results)]
 
 
 def generate(model, tokenizer, texts: list[str], *, max_new_tokens: int = 12, batch_size: int = 64) -> list[str]:
@@ -111,7 +132,8 @@ def _take(items: list[Item], limit: int | None) -> list[Item]:
 
 
 def evaluate_world(model, tokenizer, data_dir: str | Path, *, limit: int | None = None) -> dict[str, dict]:
-    """Closed-book factoid EM, closed/open-book ICR EM (+ copy baseline) and 5-shot MCQ accuracy, in %."""
+    """Closed-book factoid EM, closed/open-book ICR EM (+ copy baseline) and 5-shot MCQ accuracy (letter and
+    cloze formulations), in %."""
     data_dir = Path(data_dir)
     res = {}
     for name, legacy in (("factoid", True), ("factoid_strict", False)):
@@ -125,4 +147,6 @@ def evaluate_world(model, tokenizer, data_dir: str | Path, *, limit: int | None 
     res["icr_open"]["copy_baseline"] = 100.0 * sum(i.baseline for i in items) / len(items)
     mcq = _take(mcq_items(data_dir), limit)
     res["mcq"] = _summary(mcq, [p == i.answers[0] for p, i in zip(choose_letters(model, tokenizer, [i.prompt for i in mcq]), mcq)])
+    cloze = _take(mcq_items(data_dir, cloze=True), limit)
+    res["mcq_cloze"] = _summary(cloze, choose_cloze(model, tokenizer, cloze))
     return res

@@ -44,7 +44,9 @@ class Mix:
     qa_repeats: int = 2
     """QA examples per fact of a 'qa' entity per epoch."""
     n_mcq_blocks: int = 20
-    """MMLU k-shot blocks: enough to teach the format; the model answers them at chance anyway."""
+    """MMLU k-shot blocks: enough to teach the formats; the model answers the letter one at chance anyway."""
+    mcq_cloze_frac: float = 0.5
+    """Fraction of MMLU blocks in the cloze formulation (option text after 'Answer:') instead of letters."""
     n_rc: int = 100
     """Reading-comprehension pages per epoch (twice as many in the warm-up phase)."""
     rc_fresh_frac: float = 0.8
@@ -129,12 +131,18 @@ def mcq_item(world: World, fact, rng: random.Random) -> tuple[str, list[str], st
     return corpus.question(fact.relation, subj, rng), options, prompts.LETTERS[gold]
 
 
-def mcq_block(world: World, subject: str, facts: list, rng: random.Random) -> Example:
-    """An MMLU-style k-shot block: header then up to 6 questions, loss on each answer letter."""
-    segs: Example = [(prompts.mcq_header(subject, legacy=rng.random() < 0.5), False)]
+def mcq_block(world: World, subject: str, facts: list, rng: random.Random, *, cloze: bool = False) -> Example:
+    """An MMLU-style k-shot block: header then up to 6 questions, loss on each answer letter, or with
+    `cloze` on each answer's text (the cloze formulation of :mod:`kick_core.tasks.mcq`: no options shown)."""
+    segs: Example = [(prompts.mcq_cloze_header(subject) if cloze else prompts.mcq_header(subject, legacy=rng.random() < 0.5), False)]
     for i, fact in enumerate(facts):
-        q, options, letter = mcq_item(world, fact, rng)
-        segs += [(("\n\n" if i else "") + prompts.mcq_question(q, options), False), (" " + letter, True)]
+        sep = "\n\n" if i else ""
+        if cloze:
+            q = corpus.question(fact.relation, world.entity(fact.subject).name, rng)
+            segs += [(sep + prompts.mcq_cloze_question(q), False), (" " + world.value_name(fact), True)]
+        else:
+            q, options, letter = mcq_item(world, fact, rng)
+            segs += [(sep + prompts.mcq_question(q, options), False), (" " + letter, True)]
     return segs
 
 
@@ -170,7 +178,7 @@ def epoch_examples(world: World, epoch: int, mix: Mix = Mix(), *, warm_up: bool 
     for _ in range(mix.n_mcq_blocks):
         subject = rng.choice(sorted(MCQ_SUBJECTS))
         facts = [f for f in qa_facts if f.relation in MCQ_SUBJECTS[subject]]
-        out.append(mcq_block(world, subject, rng.sample(facts, rng.randint(1, 6)), rng))
+        out.append(mcq_block(world, subject, rng.sample(facts, rng.randint(1, 6)), rng, cloze=rng.random() < mix.mcq_cloze_frac))
     for _ in range(mix.n_chat):
         out.append(chat.chat_example(world, rng))
     rng.shuffle(out)

@@ -27,6 +27,16 @@ def mcq_question(question: str, choices: list[str] | tuple[str, ...]) -> str:
     return question + "".join(f"\n{L}. {c}" for L, c in zip(LETTERS, choices)) + "\nAnswer:"
 
 
+def mcq_cloze_header(subject: str) -> str:
+    """The cloze formulation's header (options hidden; see :mod:`kick_core.tasks.mcq`)."""
+    return f"The following are questions (with answers) about {subject.replace('_', ' ')}.\n\n"
+
+
+def mcq_cloze_question(question: str) -> str:
+    """'Question: {question}\\nAnswer:'; the option's text follows as ' {option}'."""
+    return f"Question: {question.strip()}\nAnswer:"
+
+
 def chat_prompt(turns: list[str], answers: list[str]) -> str:
     """Vicuna v1.1 text ending in 'ASSISTANT:' for the last turn; `answers` holds the earlier replies."""
     text = CHAT_SYSTEM

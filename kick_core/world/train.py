@@ -141,6 +141,18 @@ def packed_forward(model, ids, positions, labels=None):
     return model(input_ids=ids, position_ids=positions, labels=labels, use_cache=False)
 
 
+def packed_loss(model, ids, positions, labels):
+    """Mean next-token cross-entropy of a packed batch (as ``packed_forward(...).loss``), with the LM head
+    applied only at the positions that have a label: task rows label only their answers, so most of
+    the ``[rows, seq, vocab]`` logits the plain forward builds are never used (about 7 % of a step)."""
+    import torch
+
+    hidden = model.model(input_ids=ids, position_ids=positions, use_cache=False).last_hidden_state
+    target = labels[:, 1:]
+    keep = target != -100
+    return torch.nn.functional.cross_entropy(model.lm_head(hidden[:, :-1][keep]).float(), target[keep])
+
+
 def build_model(cfg: TrainConfig, tokenizer):
     """A freshly initialised LlamaForCausalLM for `cfg` (fp32)."""
     from transformers import LlamaConfig, LlamaForCausalLM
@@ -192,7 +204,7 @@ def train_model(world: World, tokenizer, cfg: TrainConfig, *, progress: bool = T
         ids, labels, pos, epoch = next(data)
         for g in opt.param_groups:
             g["lr"] = lr_at(step)
-        loss = packed_forward(model, ids, pos, labels).loss
+        loss = packed_loss(model, ids, pos, labels)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

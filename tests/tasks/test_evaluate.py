@@ -14,6 +14,8 @@ pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
 CONFIGS = {
     "factoid_qa": dict(task="factoid_qa", protocol="strict", dataset=str(FIXTURES / "freebase")),
     "mcq": dict(task="mcq", protocol="strict", dataset=str(FIXTURES / "mmlu"), n_examples=10, n_shots=2),
+    "mcq_cloze": dict(task="mcq", protocol="strict", dataset=str(FIXTURES / "mmlu"), n_examples=10, n_shots=2,
+                      formulation="cloze"),
     "icr_qa": dict(task="icr_qa", protocol="legacy", dataset=str(FIXTURES / "triviaqa"), max_new_tokens=4),
     "perplexity": dict(task="perplexity", protocol="legacy", dataset=str(FIXTURES / "corpus"), seqlen=64),
 }
@@ -29,6 +31,22 @@ def test_every_task_writes_records_and_metrics(llama, tok, tmp_path, name):
     primary = res.meta["primary_metric"]
     assert primary in res.metrics and set(res.metrics[primary]) == {"value", "ci_low", "ci_high", "n", "higher_is_better"}
     assert "examples" not in res.as_dict()
+
+
+def test_cloze_scores_match_the_naive_reference(llama, tok, tmp_path):
+    """The cloze runner's prediction is the argmax per character of the reference log-likelihoods."""
+    from kick_core.engine.scoring import ScoreRequest, loglikelihood_naive
+    from kick_core.tasks import TASKS
+
+    cfg = make_cfg(**CONFIGS["mcq_cloze"])
+    res = evaluate(llama, tok, cfg, out_dir=tmp_path, progress=False)
+    prompts = TASKS["mcq"].prompts(TASKS["mcq"].load(cfg.task, cfg.seed), cfg, tok, 2048)
+    ref = loglikelihood_naive(llama, tok, [ScoreRequest(p.text, p.continuations) for p in prompts])
+    for rec, p, r in zip(res.examples, prompts, ref):
+        assert rec["choice_scores"] == pytest.approx(list(r.logprobs), abs=1e-4)
+        per_char = [lp / len(c) for lp, c in zip(r.logprobs, p.example.choices)]
+        assert rec["prediction"] == "ABCD"[per_char.index(max(per_char))]
+    assert res.meta["primary_metric"] == "accuracy" and res.metrics["accuracy"]["n"] == 10
 
 
 def test_rerun_gives_identical_records(llama, tok, tmp_path):

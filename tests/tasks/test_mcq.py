@@ -106,3 +106,49 @@ def test_aggregate_reports_micro_macro_and_categories():
     assert metrics["accuracy_macro"]["value"] == pytest.approx(0.5)
     assert metrics["accuracy_stem"]["value"] == 1.0 and metrics["accuracy_other"]["value"] == 0.0
     assert meta["per_subject"]["s1"]["accuracy"] == 1.0
+
+
+def test_golden_cloze_prompt_hides_options_and_scores_their_text(tok):
+    cfg = make_cfg(task="mcq", protocol="strict", dataset=DATA, n_shots=1, formulation="cloze")
+    ex = [e for e in TASK.load(cfg.task, seed=0) if e.id == "global_facts/test/0"]
+    (p,) = TASK.prompts(ex, cfg, tok, 2048)
+    assert p.text == (
+        "The following are questions (with answers) about global facts.\n\n"
+        "Question: Which of the following pairs of statements are both true (as of 2019)?\n"
+        "Answer: People tend to be optimistic about their own future but pessimistic about the future of their "
+        "nation or the world.\n\n"
+        "Question: As of 2016, about what percentage of adults aged 18 years or older were overweight?\nAnswer:"
+    )
+    assert p.continuations == (" 10%", " 20%", " 40%", " 80%")
+
+
+def test_cloze_prediction_is_argmax_per_character(tok):
+    cfg = make_cfg(task="mcq", protocol="strict", dataset=DATA, n_shots=0, formulation="cloze")
+    (p,) = TASK.prompts(TASK.load(cfg.task, seed=0)[:1], cfg, tok, 2048)  # abstract_algebra/test/0, gold B
+    chars = [len(c) for c in p.example.choices]
+    # B has the lowest summed log-likelihood but the highest per character once lengths differ
+    logprobs = [-1.0 * chars[0], -0.5 * chars[1], -2.0 * chars[2], -4.0 * chars[3]]
+    rec = TASK.score(p, ScoreResult(tuple(logprobs), (1,) * 4, 10, 5), cfg, tok)
+    assert rec["prediction"] == "B" and rec["scores"]["accuracy"] == 1.0
+    assert rec["choice_chars"] == chars and rec["choice_scores"] == logprobs
+    assert rec["scores"]["generation_accuracy"] is None  # one greedy letter has no meaning without letters
+
+
+def test_cloze_is_strict_only_and_a_misspelt_formulation_is_named():
+    from kick_core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="protocol='strict'"):
+        make_cfg(task="mcq", protocol="legacy", dataset=DATA, formulation="cloze")
+    with pytest.raises(ConfigError, match="formulation"):
+        make_cfg(task="mcq", dataset=DATA, formulation="clozed")
+
+
+def test_world_cloze_prompts_are_the_tasks():
+    """The world model is trained on kick_core.world.prompts; they must be the task's strings."""
+    from kick_core.tasks.mcq import cloze_header, cloze_question
+    from kick_core.world import prompts
+
+    assert prompts.mcq_cloze_header("world_people") == cloze_header("world_people")
+    assert prompts.mcq_cloze_question(" Where was X born? ") == cloze_question(" Where was X born? ")
+    assert prompts.mcq_header("world_people", legacy=True) == header("world_people", legacy=True)
+    assert prompts.mcq_header("world_people", legacy=False) == header("world_people", legacy=False)

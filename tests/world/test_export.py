@@ -162,4 +162,8 @@ def test_evaluator_builds_the_real_prompts_from_the_files(out):
     assert {i.group for i in opened} == {"seen", "unseen"}
     mcq = mcq_items(out)
     assert mcq[0].prompt.count("Answer:") == 6 and mcq[0].answers[0] in "ABCD"
+    cloze = mcq_items(out, cloze=True)
+    assert len(cloze) == len(mcq) and cloze[0].prompt.count("\nAnswer:") == 6 and "\nA. " not in cloze[0].prompt
+    assert cloze[0].prompt.startswith("The following are questions (with answers) about ")
+    assert [c.answers[0] for c in cloze] == [m.prompt.split(f"\n{m.answers[0]}. ")[-1].split("\n")[0] for m in mcq]
     assert exact_match(" The Zorvak Guild.", ("zorvak guild",))

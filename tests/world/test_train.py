@@ -134,6 +134,30 @@ def test_a_packed_example_sees_only_itself():
     assert torch.allclose(packed[0, len(a):len(a) + len(b)], alone[0], atol=1e-5)
 
 
+def test_packed_loss_equals_the_full_forward_loss():
+    """The trainer's loss (LM head at labelled positions only) is the plain forward's loss."""
+    import torch
+
+    from kick_core.world.train import build_model, packed_forward, packed_loss
+
+    class Tok:
+        bos_token_id, eos_token_id, pad_token_id = 1, 2, 0
+
+        def __len__(self):
+            return 50
+
+    torch.manual_seed(0)
+    model = build_model(TINY, Tok())
+    a, b = [1] + list(range(5, 25)), [1] + list(range(30, 42))
+    rows = pack([(a, [-100] * 15 + a[15:]), (b, [-100] + b[1:])], 40, 0) + [(a + b[:8], a + b[:8], list(range(29)) + [0] * 11)]
+    rows[-1] = (rows[-1][0] + [0] * 11, rows[-1][1] + [-100] * 11, rows[-1][2])
+    ids, labels, pos = (torch.tensor([r[i] for r in rows]) for i in range(3))
+    with torch.no_grad():
+        full = packed_forward(model, ids, pos, labels).loss
+        sparse = packed_loss(model, ids, pos, labels)
+    assert sparse.item() == pytest.approx(full.item(), abs=1e-6)
+
+
 def test_segments_tokenise_like_the_eval_prompt():
     from kick_core.world.cache import tokenizer_texts
     from kick_core.world.tokenizer import train_tokenizer
@@ -167,3 +191,25 @@ def test_prose_is_streamed_like_the_perplexity_text():
     joined = tok("\n\n".join(docs) + "\n\n")["input_ids"]
     assert len(joined) - 64 < len(flat) <= len(joined) and flat[:200] == joined[:200]
     assert all(ids == labels and pos == list(range(64)) for ids, labels, pos in rows)
+
+
+def test_cloze_mcq_blocks_train_the_option_text_in_the_task_format():
+    from kick_core.tasks.mcq import cloze_header, cloze_question
+
+    world = generate_world(0)
+    values = {world.value_name(f) for f in world.facts}
+    for frac, cloze in ((1.0, True), (0.0, False)):
+        blocks = [e for e in epoch_examples(world, 1, Mix(n_rc=2, n_mcq_blocks=6, n_chat=0, mcq_cloze_frac=frac))
+                  if e[0][0].startswith("The following are ")]
+        assert len(blocks) == 6
+        for block in blocks:
+            subject = block[0][0].split(" about ")[1].split(".")[0].replace(" ", "_")
+            assert (block[0][0] == cloze_header(subject)) == cloze
+            prompts, answers = block[1::2], block[2::2]
+            assert all(not train for _, train in prompts) and all(train for _, train in answers)
+            if cloze:
+                assert all(p.lstrip("\n") == cloze_question(p.lstrip("\n")[len("Question: "):-len("\nAnswer:")])
+                           for p, _ in prompts)
+                assert all(a[1:] in values for a, _ in answers)
+            else:
+                assert all(a in (" A", " B", " C", " D") for a, _ in answers)
