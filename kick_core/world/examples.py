@@ -47,8 +47,10 @@ class Mix:
     """MMLU k-shot blocks: enough to teach the formats; the model answers the letter one at chance anyway."""
     mcq_cloze_frac: float = 0.5
     """Fraction of MMLU blocks in the cloze formulation (option text after 'Answer:') instead of letters."""
-    n_rc: int = 100
-    """Reading-comprehension pages per epoch (twice as many in the warm-up phase)."""
+    n_rc: int = 150
+    """Reading-comprehension pages per epoch (twice as many in the warm-up phase). 150 rather than 100:
+    reading then survives 50 % magnitude pruning on every seed measured (open-book drop 0.0-1.7
+    points on seeds 0-2, against 1.1-17.2 with 100), while recall still loses 4-7."""
     rc_fresh_frac: float = 0.8
     """Fraction of RC pages about freshly invented people (answerable only by reading)."""
     n_chat: int = 40
