@@ -22,7 +22,7 @@ Formulations (``formulation``; the names follow OLMES, Gu et al. 2024): ``letter
 ``Question: ...\nAnswer:``, normalised per character; shots end in the gold option's text. This is
 lm-evaluation-harness' ``mmlu_continuation`` and OLMES' CF: models too small to bind options to
 letters answer the letter formulation at chance while knowing the facts (measured on the world
-model, 5-shot: letter 22 %, cloze 94-97 %; Robinson et al., ICLR 2023, "multiple choice symbol binding").
+model, 5-shot: letter 20-32 %, cloze 99 %; Robinson et al., ICLR 2023, "multiple choice symbol binding").
 Its records keep the raw summed log-likelihoods (``choice_scores``) and option lengths in
 characters (``choice_chars``), so the unnormalised accuracy can be recomputed.
 """
