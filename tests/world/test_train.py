@@ -149,9 +149,10 @@ def test_packed_loss_equals_the_full_forward_loss():
     torch.manual_seed(0)
     model = build_model(TINY, Tok())
     a, b = [1] + list(range(5, 25)), [1] + list(range(30, 42))
-    rows = pack([(a, [-100] * 15 + a[15:]), (b, [-100] + b[1:])], 40, 0) + [(a + b[:8], a + b[:8], list(range(29)) + [0] * 11)]
-    rows[-1] = (rows[-1][0] + [0] * 11, rows[-1][1] + [-100] * 11, rows[-1][2])
-    ids, labels, pos = (torch.tensor([r[i] for r in rows]) for i in range(3))
+    packed = pack([(a, [-100] * 15 + a[15:]), (b, [-100] + b[1:])], 40, 0)[0]  # answers labelled, padding not
+    text = a + b[:8] + [0] * 11
+    streamed = (text, a + b[:8] + [-100] * 11, list(range(40)))  # a stream row: every real token labelled
+    ids, labels, pos = (torch.tensor([packed[i], streamed[i]]) for i in range(3))
     with torch.no_grad():
         full = packed_forward(model, ids, pos, labels).loss
         sparse = packed_loss(model, ids, pos, labels)
