@@ -31,9 +31,10 @@ $(VENV)/.kick-installed: $(VENV)/.kick-base
 	touch $@
 
 ## The main job: the demo study on the embedded default (trains the small world model once, then
-## runs two notebooks at a time, one torch thread each: on a small CPU that beats one run on 2 threads).
+## runs two notebooks at a time, one torch thread each: on a small CPU that beats one run on 2 threads;
+## each of the two kernels is reused from run to run, so torch and transformers are imported twice, not 72 times).
 demo: $(VENV)/.kick-base
-	$(BIN)/kick run params/demo.yaml --jobs 2
+	$(BIN)/kick run params/demo.yaml --jobs 2 --reuse-kernels
 
 ## The test suite (fast selection; slow/gpu/network tests are opt-in).
 test: setup

@@ -44,6 +44,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--notebooks", default=None, help="folder of exp_<task>.ipynb (default: notebooks/)")
     run.add_argument("--ray-address", default=None, help="Ray cluster address (default: $RAY_ADDRESS, else local)")
     run.add_argument("--timeout", type=float, default=None, help="per-cell timeout in seconds")
+    run.add_argument("--reuse-kernels", action="store_true",
+                     help="local executor: one kernel per job, reset between runs (saves the imports of each run)")
     run.add_argument("--no-report", action="store_true", help="skip the report notebooks at the end")
     run.add_argument("--dry-run", action="store_true", help="validate and list the runs, run nothing")
 
@@ -78,7 +80,8 @@ def _run(args: argparse.Namespace) -> int:
     summary = run_study(args.params, results_dir=args.results, executor=args.executor, jobs=args.jobs,
                         threads=args.threads, retries=args.retries, only=args.only,
                         overrides=parse_overrides(args.overrides), notebooks_dir=args.notebooks,
-                        ray_address=args.ray_address, timeout=args.timeout, report=not args.no_report)
+                        ray_address=args.ray_address, timeout=args.timeout, report=not args.no_report,
+                        reuse_kernels=args.reuse_kernels)
     sys.stdout.write(json.dumps({k: v for k, v in summary.as_dict().items() if k != "run_seconds"}, indent=2) + "\n")
     return 1 if summary.failed else 0
 

@@ -1,8 +1,8 @@
 """Execute one run: its notebook through Papermill into the run folder, failures recorded, never raised.
 
-Kernel start-up + imports cost seconds per run (measured: ~0.7 s for a bare kernel, ~3 s once torch
-and transformers are imported on a 2-core CPU), so the runner starts one kernel per run and runs up
-to ``jobs`` of them side by side, each with ``threads`` torch/BLAS threads.
+Each run gets a new kernel, or with ``kernels`` (:class:`~kick_core.runner.kernels.WarmKernels`)
+its worker's warm kernel, reset first; up to ``jobs`` run side by side, each with ``threads``
+torch/BLAS threads. Kernel start-up + imports cost 5-10 s per new kernel on a 2-core CPU.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any
 
 from kick_core.config import RunConfig
 from kick_core.results import NOTEBOOK, RECORD, read_record
+from kick_core.runner.kernels import WarmKernels
 from kick_core.runner.state import describe_error, write_failure
 
 log = logging.getLogger(__name__)
@@ -74,8 +75,12 @@ def notebook_parameters(cfg: RunConfig, folder: Path) -> dict[str, Any]:
 
 
 def execute_run(cfg: RunConfig, notebook: Any, folder: str | Path, *, attempts: int = 1,
-                timeout: float | None = None, kernel_name: str = "python3") -> dict[str, Any]:
+                timeout: float | None = None, kernel_name: str = "python3",
+                kernels: WarmKernels | None = None) -> dict[str, Any]:
     """Run ``notebook`` (a path or nbformat node) for ``cfg`` into ``folder``; return an outcome dict.
+
+    With `kernels`, the run executes in this thread's warm kernel (reset first), which is shut
+    down if the run fails; without, in a new kernel that ends with the run.
 
     The outcome is ``{"run_id", "status": "ok"|"failed", "seconds", "error"}``. On failure a record
     with the error (type, message, traceback and failing cell) is written to ``folder/record.json``.
@@ -87,6 +92,7 @@ def execute_run(cfg: RunConfig, notebook: Any, folder: str | Path, *, attempts: 
     start = time.perf_counter()
     error: dict[str, Any] | None = None
     try:
+        km = {"km": kernels.acquire()} if kernels is not None else {}
         papermill.execute_notebook(
             notebook if not isinstance(notebook, (str, Path)) else str(notebook),
             str(folder / NOTEBOOK),
@@ -95,9 +101,13 @@ def execute_run(cfg: RunConfig, notebook: Any, folder: str | Path, *, attempts: 
             progress_bar=False,
             execution_timeout=timeout,
             kernel_manager_class=ipc_kernel_manager(),
+            **km,
         )
     except Exception as err:  # noqa: BLE001 - any failure of one run is recorded, the sweep goes on
         error = describe_error(err)
+    finally:
+        if kernels is not None:
+            kernels.release()
     seconds = round(time.perf_counter() - start, 3)
     if error is None:
         rec = read_record(folder / RECORD)
@@ -105,6 +115,8 @@ def execute_run(cfg: RunConfig, notebook: Any, folder: str | Path, *, attempts: 
             error = {"ename": "MissingRecord", "evalue": "the notebook finished without writing an ok record.json "
                      "for this config (does it call write_run with out_dir?)", "traceback": []}
     if error is not None:
+        if kernels is not None:
+            kernels.discard()
         write_failure(cfg, folder, error, attempts=attempts, seconds=seconds)
         log.warning("run %s failed (%s: %s) after %.1f s", cfg.run_id, error["ename"],
                     str(error["evalue"]).splitlines()[0] if error["evalue"] else "", seconds)
