@@ -27,8 +27,11 @@ def make_word(rng: random.Random, n_syllables: int) -> str:
 
 def is_ambiguous(name: str, others: Iterable[str]) -> bool:
     """True when `name` contains, or is contained in, any of `others` (case-insensitive)."""
-    low = name.lower()
-    return any(low in o.lower() or o.lower() in low for o in others)
+    return _clashes(name.lower(), [o.lower() for o in others])
+
+
+def _clashes(low: str, others_low: list[str]) -> bool:
+    return any(low in o or o in low for o in others_low)
 
 
 def make_names(rng: random.Random, n: int, *, n_words: int = 1, syllables: tuple[int, int] = (2, 3),
@@ -49,7 +52,7 @@ def make_names(rng: random.Random, n: int, *, n_words: int = 1, syllables: tuple
             allow more syllables).
     """
     out: list[str] = []
-    used = [t for t in taken]
+    used = [t.lower() for t in taken]
     tries = 0
     while len(out) < n:
         tries += 1
@@ -62,8 +65,8 @@ def make_names(rng: random.Random, n: int, *, n_words: int = 1, syllables: tuple
         if len({w[:3] for w in words}) < len(words):
             continue
         core = " ".join(words)
-        if is_ambiguous(core, used):
+        if _clashes(core.lower(), used):
             continue
-        used.append(core)
+        used.append(core.lower())
         out.append(core + rng.choice(suffixes))
     return out

@@ -214,3 +214,27 @@ def test_cloze_mcq_blocks_train_the_option_text_in_the_task_format():
                 assert all(a[1:] in values for a, _ in answers)
             else:
                 assert all(a in (" A", " B", " C", " D") for a, _ in answers)
+
+
+def test_an_epoch_tokenised_in_one_batch_equals_one_call_per_segment():
+    from kick_core.world.cache import tokenizer_texts
+    from kick_core.world.tokenizer import train_tokenizer
+    from kick_core.world.train import stream, tokenize_examples
+
+    world = generate_world(1)
+    tok = train_tokenizer(tokenizer_texts(world), 600)
+    exs = epoch_examples(world, 3, Mix(n_rc=6, n_mcq_blocks=2, n_chat=3))
+    tasks = [e for e in exs if not is_document(e)]
+    expected = []
+    for example in tasks:  # the reference: every segment on its own, as the evaluation prompts are
+        ids, labels = [tok.bos_token_id], [-100]
+        for text, train in example:
+            seg = [tok.eos_token_id] if text == "</s>" else tok(text, add_special_tokens=False)["input_ids"]
+            ids, labels = ids + seg, labels + (seg if train else [-100] * len(seg))
+        expected.append((ids, labels))
+    assert tokenize_examples(tok, tasks) == expected
+    assert [tokenize_example(tok, e) for e in tasks[:5]] == expected[:5]
+    docs = [e[0][0] for e in exs if is_document(e)]
+    flat = [t for ids, _, _ in stream(docs, tok, 64) for t in ids]
+    one_by_one = [tok.bos_token_id] + [t for d in docs for t in tok(d + "\n\n", add_special_tokens=False)["input_ids"]]
+    assert flat == one_by_one[:len(flat)] and len(one_by_one) - len(flat) < 64
