@@ -125,3 +125,14 @@ def test_real_notebooks_give_the_same_records_in_warm_and_new_kernels(tiny_model
         assert a["metrics"] == b["metrics"]
         assert (fresh.study_dir / run_id / "examples.jsonl").read_text() == \
             (warm.study_dir / run_id / "examples.jsonl").read_text()
+
+
+def test_a_run_that_times_out_does_not_leave_its_busy_kernel_to_the_next(probe_params, counter, tmp_path,
+                                                                         monkeypatch):
+    monkeypatch.setenv("KICK_TEST_SLEEP", "30")
+    params = probe_params([{"method": ["dense"], "seed": [0, 1]}])
+    summary = run_study(params, results_dir=tmp_path / "res", reuse_kernels=True, timeout=3, report=False,
+                        progress=False)
+    assert len(summary.failed) == 2
+    pids = [p["pid"] for p in probes(counter)]
+    assert len(pids) == 2 and pids[0] != pids[1]  # the second run did not queue behind the first's sleep
