@@ -24,7 +24,7 @@ from kick_core.world.generate import generate_world
 logger = logging.getLogger(__name__)
 
 _DATA_MODULES = ("names", "generate", "corpus", "prompts", "examples", "chat", "export")
-_MODEL_MODULES = _DATA_MODULES + ("tokenizer", "train", "cache")
+_MODEL_MODULES = _DATA_MODULES + ("tokenizer", "train", "attention", "cache")
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,9 @@ def test_tiny_model_saves_reloads_and_generates(built):
     out = model.generate(**enc, max_new_tokens=3, do_sample=False, pad_token_id=tok.pad_token_id)
     assert out.shape[1] == enc["input_ids"].shape[1] + 3
     assert model.config.rope_parameters["rope_theta"] == 10000.0
+    # trained with segment attention, saved as a plain sdpa model that any transformers loads
+    assert json.loads((built.model_dir / "config.json").read_text()).get("_attn_implementation") in (None, "sdpa")
+    assert model.config._attn_implementation == "sdpa"
     record = json.loads((built.root / "world.json").read_text())
     assert record["seed"] == 0 and record["train"]["steps"] == 4
 
@@ -238,3 +241,23 @@ def test_an_epoch_tokenised_in_one_batch_equals_one_call_per_segment():
     flat = [t for ids, _, _ in stream(docs, tok, 64) for t in ids]
     one_by_one = [tok.bos_token_id] + [t for d in docs for t in tok(d + "\n\n", add_special_tokens=False)["input_ids"]]
     assert flat == one_by_one[:len(flat)] and len(one_by_one) - len(flat) < 64
+
+
+def test_probe_callbacks_see_a_plain_model_and_training_resumes_after_them():
+    import torch
+
+    from kick_core.world.cache import tokenizer_texts
+    from kick_core.world.tokenizer import train_tokenizer
+    from kick_core.world.train import train_model
+
+    world = generate_world(0)
+    tok = train_tokenizer(tokenizer_texts(world), TINY.vocab_size)
+    seen = []
+
+    def probe(step, model):
+        with torch.no_grad():  # a plain prompt, as the probes send: no packed positions, no segment plan
+            model(**tok(["Q: Where was X born?\nA:"], return_tensors="pt"))
+        seen.append((step, model.config._attn_implementation, model.training))
+
+    train_model(world, tok, TINY, progress=False, callback=probe, callback_every=2)
+    assert seen == [(2, "sdpa", False), (4, "sdpa", False)]
