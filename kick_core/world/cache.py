@@ -24,7 +24,7 @@ from kick_core.world.generate import generate_world
 logger = logging.getLogger(__name__)
 
 _DATA_MODULES = ("names", "generate", "corpus", "prompts", "examples", "chat", "export")
-_MODEL_MODULES = _DATA_MODULES + ("tokenizer", "train", "attention", "cache")
+_MODEL_MODULES = _DATA_MODULES + ("tokenizer", "train", "attention", "denormals", "cache")
 
 
 @dataclass(frozen=True)
@@ -114,6 +114,7 @@ def ensure_world(seed: int = 0, train=None, progress: bool = True) -> WorldPaths
     """
     import torch
 
+    from kick_core.world.throughput import StepClock
     from kick_core.world.tokenizer import train_tokenizer
     from kick_core.world.train import TrainConfig, train_model
 
@@ -126,13 +127,14 @@ def ensure_world(seed: int = 0, train=None, progress: bool = True) -> WorldPaths
         world = generate_world(seed)
         tokenizer = train_tokenizer(tokenizer_texts(world), cfg.vocab_size)
         start = time.perf_counter()
-        model = train_model(world, tokenizer, cfg, progress=progress)
+        clock = StepClock()
+        model = train_model(world, tokenizer, cfg, progress=progress, clock=clock)
         seconds = time.perf_counter() - start
         model.save_pretrained(tmp / "model")
         tokenizer.save_pretrained(tmp / "model")
         record = {"seed": seed, "train": asdict(cfg), "train_seconds": round(seconds, 1),
                   "threads": torch.get_num_threads(), "n_params": sum(p.numel() for p in model.parameters()),
-                  "code_hash": model_hash, "data_dir": str(data_dir)}
+                  "code_hash": model_hash, "data_dir": str(data_dir), "throughput": clock.summary()}
         (tmp / "world.json").write_text(json.dumps(record, indent=1) + "\n")
         logger.info("world %d: trained in %.0f s", seed, seconds)
 

@@ -22,8 +22,10 @@ from collections.abc import Callable, Iterator
 from contextlib import closing
 from dataclasses import dataclass, field
 
+from kick_core.world.denormals import flush_denormals
 from kick_core.world.examples import Example, Mix, epoch_examples, is_document
 from kick_core.world.generate import World
+from kick_core.world.throughput import StepClock
 
 logger = logging.getLogger(__name__)
 
@@ -232,8 +234,14 @@ def build_model(cfg: TrainConfig, tokenizer):
 
 
 def train_model(world: World, tokenizer, cfg: TrainConfig, *, progress: bool = True,
-                callback: Callable[[int, object], None] | None = None, callback_every: int = 0):
+                callback: Callable[[int, object], None] | None = None, callback_every: int = 0,
+                clock: StepClock | None = None):
     """Train a model on `world`; returns it in eval mode.
+
+    Training runs with subnormal floats flushed to zero in every compute thread
+    (:func:`kick_core.world.denormals.flush_denormals`): a CPU that meets them in a matmul runs it
+    up to 190x slower, and the numbers of a late-training step can hold them; every run flushes them
+    the same way, so training stays deterministic for a seed and a thread count.
 
     Args:
         world: the world to learn.
@@ -241,6 +249,8 @@ def train_model(world: World, tokenizer, cfg: TrainConfig, *, progress: bool = T
         cfg: sizes and optimisation.
         progress: show a tqdm progress bar with the running loss.
         callback: called as ``callback(step, model)`` every `callback_every` steps (probes; not cached).
+        clock: a :class:`~kick_core.world.throughput.StepClock` that times every step (one is made
+            if None); it warns if training slows down and says whether the machine or the work did.
     """
     import torch
     from tqdm.auto import tqdm
@@ -267,7 +277,9 @@ def train_model(world: World, tokenizer, cfg: TrainConfig, *, progress: bool = T
     model.train()
     bar = tqdm(total=cfg.steps, disable=not progress, desc="world model", mininterval=2.0)
     ema = None
-    with closing(prefetch(batches(world, tokenizer, cfg))) as data:
+    clock = clock if clock is not None else StepClock()
+    with flush_denormals(), closing(prefetch(batches(world, tokenizer, cfg))) as data:
+        clock.start()
         for step in range(cfg.steps):
             ids, labels, pos, epoch = next(data)
             for g in opt.param_groups:
@@ -280,11 +292,13 @@ def train_model(world: World, tokenizer, cfg: TrainConfig, *, progress: bool = T
             ema = loss.item() if ema is None else 0.95 * ema + 0.05 * loss.item()
             bar.update(1)
             bar.set_postfix(loss=f"{ema:.3f}", epoch=epoch, refresh=False)
+            clock.tick()
             if callback is not None and callback_every and (step + 1) % callback_every == 0:
                 model.set_attn_implementation("sdpa")  # plain prompts carry no segment plan
                 callback(step + 1, model.eval())
                 model.set_attn_implementation(attention.NAME)
                 model.train()
+                clock.start()  # the probe's time is not a training step's
     bar.close()
     model.set_attn_implementation("sdpa")
     logger.info("trained: final loss (EMA) %.3f", ema)

@@ -37,6 +37,12 @@ def test_tiny_model_saves_reloads_and_generates(built):
     assert record["seed"] == 0 and record["train"]["steps"] == 4
 
 
+def test_build_record_has_the_training_speed_per_window(built):
+    tp = json.loads((built.root / "world.json").read_text())["throughput"]
+    assert tp["window_steps"] == TINY.steps and tp["first_steps_per_s"] > 0 and tp["last_steps_per_s"] > 0
+    assert tp["first_cpu_s_per_step"] > 0
+
+
 def test_second_call_is_a_cache_hit(built, monkeypatch):
     import kick_core.world.train as train
 
