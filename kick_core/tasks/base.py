@@ -18,13 +18,16 @@ carries a ``judge`` field filled by a separate judge stage; multi-turn prompts a
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from kick_core.config import RunConfig, TaskConfig
-from kick_core.errors import ConfigError
+from kick_core.errors import ConfigError, UnknownNameError, did_you_mean, lookup
+
+log = logging.getLogger(__name__)
 
 RequestType = Literal["generate", "loglikelihood", "perplexity"]
 
@@ -103,20 +106,71 @@ class Source:
         return Path(self.location)
 
 
+SHIPPED_DATASETS: dict[str, str] = {"mmlu": "mmlu", "cnn_dm": "cnn_dm"}
+"""Real data shipped inside the package, by name -> its folder under ``kick_core/data/`` (read offline):
+
+* ``mmlu``   -- the Hendrycks MMLU CSVs (``dev``/``val``/``test``, 57 subjects, 14,042 test questions; MIT);
+* ``cnn_dm`` -- the study's 90 CNN/DailyMail ``.story`` files, 30 in each of ``small``/``mid``/``large``.
+"""
+SHIPPED_TASKS: dict[str, tuple[str, ...]] = {"mmlu": ("mcq",), "cnn_dm": ("summarisation", "perplexity")}
+"""The tasks that read each shipped dataset."""
+BUILTIN_DATASETS = ("world", "geofacts", *SHIPPED_DATASETS)
+"""Every dataset name :func:`resolve_source` resolves itself (the rest are local paths or hub ids)."""
+
+
+def shipped_path(name: str) -> Path:
+    """The folder of the shipped dataset ``name`` (UnknownNameError with close names otherwise)."""
+    return Path(__file__).resolve().parent.parent / "data" / lookup(SHIPPED_DATASETS, name, "shipped dataset")
+
+
+def _squash(name: str) -> str:
+    return "".join(ch for ch in name.lower() if ch.isalnum())
+
+
 def resolve_source(task_cfg: TaskConfig, world_subdir: str, *, world_seed: int = 0) -> Source:
-    """'world' -> the embedded world's files; an existing path -> local; otherwise a hub id."""
+    """Where ``task_cfg.dataset`` is, in this order:
+
+    * 'world' -> the embedded world's files; 'geofacts' -> the GeoNames fact files
+      (:mod:`kick_core.data.geofacts`);
+    * a shipped name (:data:`SHIPPED_DATASETS`: 'mmlu', 'cnn_dm') -> its folder inside the package. A name
+      means one thing: it wins over a local file or folder of the same name in the working directory (a
+      warning says so; write ``./mmlu`` for the local one). Hub ids have a slash ('cais/mmlu'), so never clash;
+    * an existing path -> local; otherwise a hub id. A name that differs from a built-in one only in case or
+      punctuation ('MMLU', 'cnn-dm') is an error with the close name, not a hub id.
+    """
     dataset = task_cfg.dataset
+    if dataset == "geofacts":
+        from kick_core.data.geofacts import ensure_geofacts
+
+        data_dir = ensure_geofacts() / world_subdir
+        if not data_dir.is_dir():
+            raise ConfigError(f"dataset='geofacts' has no {world_subdir}/ data (it holds factoid/ and triviaqa/); "
+                              "use it with task factoid_qa or icr_qa.")
+        return Source("local", str(data_dir))
     if dataset == "world":
         from kick_core.world import ensure_world_data
 
         data = ensure_world_data(seed=world_seed)
         data_dir = getattr(data, "data_dir", data)  # WorldPaths or the data directory itself
         return Source("local", str(Path(data_dir) / world_subdir))
+    if dataset in SHIPPED_DATASETS:
+        tasks = SHIPPED_TASKS[dataset]
+        if task_cfg.task not in tasks:
+            raise ConfigError(f"dataset={dataset!r} (shipped with kick) is data for task {' or '.join(tasks)}, not "
+                              f"{task_cfg.task!r}; use it with {' or '.join(tasks)}, or pick another dataset.")
+        if Path(dataset).exists():
+            log.warning("dataset=%r is kick's shipped %s data, not the local %r in %s; write './%s' to use the "
+                        "local one.", dataset, dataset, dataset, Path.cwd(), dataset)
+        return Source("local", str(shipped_path(dataset)))
     path = Path(dataset).expanduser()
     if path.exists():
         return Source("local", str(path))
     if dataset.startswith((".", "/", "~")) or dataset.endswith((".json", ".jsonl", ".csv", ".txt", ".gz")):
         raise ConfigError(f"dataset={dataset!r} looks like a local path but does not exist; fix the path.")
+    near = [name for name in BUILTIN_DATASETS if _squash(name) == _squash(dataset)]
+    if near:
+        raise UnknownNameError(f"Unknown dataset {dataset!r}. Did you mean: {', '.join(near)}? (Built-in datasets: "
+                               f"{', '.join(BUILTIN_DATASETS)}; hub ids look like 'owner/name'.)")
     return Source("hub", dataset)
 
 
@@ -127,8 +181,9 @@ def load_hub(dataset: str, config: str | None, split: str, **kwargs: Any):
     try:
         return datasets.load_dataset(dataset, config, split=split, **kwargs)
     except (FileNotFoundError, ValueError, ConnectionError) as err:
+        hint = did_you_mean(dataset, BUILTIN_DATASETS).replace("Did you mean:", "Did you mean the built-in dataset")
         raise ConfigError(
-            f"could not load hub dataset {dataset!r} (config={config!r}, split={split!r}): {err}. "
+            f"could not load hub dataset {dataset!r} (config={config!r}, split={split!r}): {err}.{hint} "
             "Fix: check the id/config/split, or point dataset at local files in the real format."
         ) from err
 

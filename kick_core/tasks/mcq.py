@@ -1,8 +1,16 @@
 """MCR-QA on MMLU: 4-way multiple choice over 57 subjects, k-shot from the dev split.
 
 Data: the Hendrycks CSV layout (a folder with ``dev/<subject>_dev.csv`` and ``test/<subject>_test.csv``,
-no header, columns question, A, B, C, D, answer letter), the HF dataset ``cais/mmlu`` (config
-``all``), or ``dataset: world``.
+no header, columns question, A, B, C, D, answer letter), ``dataset: mmlu`` (that folder as shipped inside
+kick: the full Hendrycks MMLU, 57 subjects, 14,042 test questions, 5 dev shots each; offline), the HF
+dataset ``cais/mmlu`` (config ``all``), or ``dataset: world``.
+
+``n_examples`` (None = every question) takes the first n in file order (legacy) or a seeded sample of n
+kept in file order (strict, :func:`~kick_core.tasks.base.take`). :func:`stratified_take` is the
+subject-stratified alternative (every subject covered, the rest proportional to subject size,
+deterministic from the seed and the question ids alone), e.g. ``stratified_take(questions, 570, seed=0,
+min_per_subject=10)`` gives 10 questions of each of the 57 subjects; a task config selects it with
+``min_per_subject`` where the config has that field.
 
 One forward pass per question yields both scores (see ``engine.scoring``): the log-likelihood of
 " A"/" B"/" C"/" D" after ``Answer:`` (``accuracy``) and the argmax next token, i.e. the one greedy
@@ -29,6 +37,8 @@ characters (``choice_chars``), so the unnormalised accuracy can be recomputed.
 
 from __future__ import annotations
 
+import hashlib
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -105,6 +115,59 @@ def read_mmlu_dir(root: Path, split: str, *, legacy: bool) -> tuple[list[Example
     return questions, shots
 
 
+def stratified_take(examples: Sequence[Example], n: int | None, *, seed: int, min_per_subject: int = 1,
+                    key: str = "subject") -> list[Example]:
+    """``n`` examples stratified over ``meta[key]`` (the subject), kept in input order; n None or >= len: all.
+
+    Allocation: every subject gets ``min(min_per_subject, its size)``; the remaining ``n - sum`` are
+    shared in proportion to what each subject has left (largest remainders, ties by subject name), so
+    ``min_per_subject=1`` is about proportional and covers every subject, and ``n = k * n_subjects`` with
+    ``min_per_subject=k`` is exactly k per subject. Within a subject the questions with the smallest
+    ``sha256(f"{seed}:{id}")`` are taken: the subset depends only on the seed and the example ids, the
+    same on every Python, NumPy and platform.
+
+    Raises:
+        ConfigError: ``n`` below ``min_per_subject`` times the number of subjects.
+    """
+    if n is None or n >= len(examples):
+        return list(examples)
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, e in enumerate(examples):
+        groups[str(e.meta[key])].append(i)
+    names = sorted(groups)
+    alloc = {s: min(min_per_subject, len(groups[s])) for s in names}
+    if sum(alloc.values()) > n:
+        raise ConfigError(f"n_examples={n} is too few for {min_per_subject} per subject over {len(names)} subjects "
+                          f"(needs {sum(alloc.values())}); raise n_examples or lower min_per_subject.")
+    left = {s: len(groups[s]) - alloc[s] for s in names}
+    rest, total_left = n - sum(alloc.values()), sum(left.values())
+    # Exact integer arithmetic: quota_s = rest * left_s / total_left; floor, then the largest remainders.
+    for s in names:
+        alloc[s] += rest * left[s] // total_left
+    short = n - sum(alloc.values())
+    by_remainder = sorted(names, key=lambda s: (-(rest * left[s] % total_left), s))
+    for s in by_remainder[:short]:
+        alloc[s] += 1
+    chosen: list[int] = []
+    for s in names:
+        ranked = sorted(groups[s], key=lambda i: hashlib.sha256(f"{seed}:{examples[i].id}".encode()).hexdigest())
+        chosen.extend(ranked[: alloc[s]])
+    return [examples[i] for i in sorted(chosen)]
+
+
+def select_questions(questions: list[Example], task_cfg: TaskConfig, seed: int) -> list[Example]:
+    """The questions a run evaluates: ``n_examples`` of them, stratified when the config sets ``min_per_subject``.
+
+    Without it (every config today): the first n (legacy) or a seeded sample of n in file order
+    (strict), as before, so existing run ids and records are unchanged.
+    """
+    legacy = task_cfg.protocol == "legacy"
+    min_per_subject = getattr(task_cfg, "min_per_subject", None)  # a TaskConfig field to come; None = as before
+    if min_per_subject is not None and task_cfg.n_examples is not None:
+        return stratified_take(questions, task_cfg.n_examples, seed=seed, min_per_subject=min_per_subject)
+    return take(questions, task_cfg.n_examples, seed=None if legacy else seed)
+
+
 def _from_hub(rows, split: str) -> list[Example]:
     return [Example(id=f"{r['subject']}/{split}/{i}", input=r["question"], choices=tuple(r["choices"]),
                     answers=(LETTERS[int(r["answer"])],), meta={"subject": r["subject"]}) for i, r in enumerate(rows)]
@@ -135,7 +198,7 @@ class MCQ:
             questions, shots = read_mmlu_dir(src.path, split, legacy=legacy)
         questions = [Example(e.id, e.input, e.answers, e.choices, meta={**e.meta, "shots": tuple(shots.get(e.meta["subject"], ()))})
                      for e in questions]
-        return take(questions, task_cfg.n_examples, seed=None if legacy else seed)
+        return select_questions(questions, task_cfg, seed)
 
     def prompts(self, examples: Sequence[Example], cfg: RunConfig, tokenizer: Any, context_len: int) -> list[Prompt]:
         legacy = cfg.task.protocol == "legacy"

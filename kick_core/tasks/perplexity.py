@@ -3,7 +3,11 @@
 Data: HF ``wikitext`` (config ``wikitext-2-raw-v1``, split test; its ``text`` lines), ``allenai/c4``
 (validation shard ``en/c4-validation.00000-of-00008.json.gz``, the first ``n_examples`` documents,
 default 1100), a local ``.txt`` file (or a folder with ``<split>.txt``), a local ``.json(l)[.gz]``
-file with a ``text`` field per row, or ``dataset: world`` (``corpus/valid.txt``).
+file with a ``text`` field per row, a folder of CNN/DM ``.story`` files (searched recursively; the
+articles' paragraphs, highlights excluded, one text per distinct article in sorted path order:
+:func:`~kick_core.tasks.summarisation.read_story_articles`), ``dataset: cnn_dm`` (the study's 90 stories
+shipped inside kick, 72 distinct articles; the same articles summarisation reads, so not held out from
+it), or ``dataset: world`` (``corpus/valid.txt``).
 
 The texts are joined with "\\n\\n" and tokenised once (the tokenizer's BOS, if any, starts the
 stream). Legacy: the study's rolling protocol, consecutive non-overlapping ``seqlen`` windows,
@@ -67,9 +71,17 @@ class Perplexity:
             return [Example(id="corpus", input="\n\n".join(rows["text"]), meta={"n_docs": len(rows)})]
         path = src.path
         if path.is_dir():
-            path = path / f"{split or ('valid' if task_cfg.dataset == 'world' else 'test')}.txt"
+            folder = path
+            path = folder / f"{split or ('valid' if task_cfg.dataset == 'world' else 'test')}.txt"
+            if not path.is_file() and split is None and next(folder.rglob("*.story"), None) is not None:
+                from kick_core.tasks.summarisation import read_story_articles
+
+                texts, dropped = read_story_articles(folder)
+                return [Example(id="corpus", input="\n\n".join(texts),
+                                meta={"n_docs": len(texts), "n_dropped": dropped, "path": str(folder)})]
             if not path.is_file():
-                raise ConfigError(f"no {path.name} in {src.location}; text folders hold <split>.txt.")
+                raise ConfigError(f"no {path.name} in {src.location}; text folders hold <split>.txt (or .story "
+                                  "files, read whole: leave split out).")
         texts = _read_text_file(path, C4_DOCS if "c4" in path.name else None)
         return [Example(id="corpus", input="\n\n".join(texts), meta={"n_docs": len(texts), "path": str(path)})]
 

@@ -6,8 +6,9 @@ Data (``dataset``):
   llm_kick_questions.jsonl.gz``; FastChat question rows ``{question_id, text, category}``, 30 per
   bucket, ``@highlight`` leaked, paragraphs glued, 18 "mid" stories identical to "small" ones), or
   any ``.jsonl`` file in that format. Legacy protocol only: the prompts cannot be un-glued.
-* a folder of CNN ``.story`` files (searched recursively), or ``world`` (the embedded world's
-  ``cnn_dm/{small,mid,large}/*.story`` plus ``key_facts.jsonl``);
+* a folder of CNN ``.story`` files (searched recursively), ``cnn_dm`` (the study's 90 stories shipped
+  inside kick, ``kick_core/data/cnn_dm/{small,mid,large}/*.story``, 30 per folder; offline), or
+  ``world`` (the embedded world's ``cnn_dm/{small,mid,large}/*.story`` plus ``key_facts.jsonl``);
 * a hub id, by default ``abisee/cnn_dailymail`` config ``3.0.0`` split ``test`` (``article``,
   ``highlights``, ``id``).
 
@@ -22,7 +23,8 @@ original's were (ids 62, 68, 83 of the shipped set), flagged ``overflow``.
 Strict (§9.2 item 4): the article is everything before the first ``@highlight``, paragraphs joined
 by blank lines; buckets by article words -- small <= 470, mid 471-789, large >= 790 (the paper's
 thresholds; the world's stories are far shorter, so there its folders are the buckets); duplicate
-articles are dropped, so buckets are disjoint; ``n_examples`` per bucket (default 100, a seeded
+articles are dropped, so buckets are disjoint (on ``cnn_dm``: 72 distinct articles, by words 31 small,
+11 mid, 30 large; legacy keeps the study's folders, 30 each, copies included); ``n_examples`` per bucket (default 100, a seeded
 sample); a prompt that cannot fit ``prompt + max_new_tokens`` (default 320: a 150-word summary
 needs ~200 tokens) in the context is excluded and counted in ``meta["n_excluded_context"]``.
 
@@ -136,6 +138,25 @@ def read_story_dir(path: Path, *, legacy: bool, folder_buckets: bool) -> list[Ex
         out.append(_story_example(f.stem, f.read_text(encoding="utf-8"), folder if folder_buckets or legacy else None,
                                   legacy=legacy, key_facts=facts.get(f.stem)))
     return out
+
+
+def read_story_articles(path: Path) -> tuple[list[str], int]:
+    """(the articles of every ``*.story`` below ``path``, sorted by path; number of files dropped).
+
+    An article is its paragraphs (:func:`parse_story`: highlights excluded) joined by blank lines; an
+    article identical to an earlier one (``cnn_dm`` has 18 "mid" stories that are copies of "small" ones) or
+    empty is dropped. Perplexity and calibration read story folders through this.
+    """
+    files = sorted(path.rglob("*.story"))
+    if not files:
+        raise ConfigError(f"no .story files under {path}; point dataset at a folder of CNN/DM .story files.")
+    articles, seen = [], set()
+    for f in files:
+        article = "\n\n".join(parse_story(f.read_text(encoding="utf-8"))[0])
+        if article and article not in seen:
+            seen.add(article)
+            articles.append(article)
+    return articles, len(files) - len(articles)
 
 
 def read_question_file(path: Path | None = None) -> list[Example]:
