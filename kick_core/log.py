@@ -51,29 +51,39 @@ _STATUS = "/proc/self/status"
 
 def peak_rss_mb() -> float:
     """Peak resident set size of this process since it started or since :func:`reset_peak_rss`, in MiB."""
+    hwm = _status_kib("VmHWM")
+    if hwm is not None:
+        return hwm / 1024
+    usage = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return usage / 1024 if sys.platform != "darwin" else usage / 2**20
+
+
+def _status_kib(field: str) -> int | None:
     try:
         with open(_STATUS) as f:
             for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
     except OSError:
         pass
-    usage = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return usage / 1024 if sys.platform != "darwin" else usage / 2**20
+    return None
 
 
 def reset_peak_rss() -> bool:
     """Restart the peak-RSS counter at the current RSS (Linux >= 4.0); False where the OS cannot.
 
     A warm kernel (``kick run --reuse-kernels``) calls this between runs, so each run records its
-    own peak; elsewhere the peak is the process's since it started.
+    own peak; elsewhere the peak is the process's since it started. Some kernels (sandboxes such
+    as gVisor) accept the write to ``clear_refs`` and ignore it, so success is read back: the
+    peak must have come down to the current RSS.
     """
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
-        return True
     except OSError:
         return False
+    hwm, rss = _status_kib("VmHWM"), _status_kib("VmRSS")
+    return hwm is not None and rss is not None and hwm <= rss + 4096  # 4 MiB: pages touched in between
 
 
 def _cuda_peak_mb() -> float | None:
