@@ -51,6 +51,8 @@ GEOFACTS_TASKS = ("factoid_qa", "icr_qa")
 """Tasks that dataset 'geofacts' (real GeoNames facts, :mod:`kick_core.data.geofacts`) has data for."""
 LENGTHS = ("all", "small", "mid", "large")
 FORMULATIONS = ("letter", "cloze")
+PROMPT_FORMATS = ("raw", "chat")
+CHAT_PROMPT_TASKS = ("factoid_qa", "icr_qa")
 DECODINGS = ("greedy", "sample")
 JUDGES = ("auto", "none", "rubric", "openai", "hf")
 JUDGE_MODES = ("auto", "pairwise", "single")
@@ -315,6 +317,12 @@ class TaskConfig:
     formulation: str = "letter"
     """mcq: letter (options in the prompt, score ' A'..' D', as MMLU) | cloze (score each option's text after
     'Answer:', per character; for models too small to bind options to letters, e.g. the world model)."""
+    prompt_format: str = "raw"
+    """factoid_qa, icr_qa (strict): raw (the study's completion prompt) | chat (the question as a user turn in
+    the model's chat template, "answer in a few words": what an instruction-tuned model is trained on)."""
+    min_per_subject: int | None = None
+    """mcq: take at least this many questions of every subject when n_examples is set (a stratified subset;
+    the remainder proportional to subject size). None: a plain seeded sample."""
 
     def __post_init__(self) -> None:
         _choice(self.task, TASKS, "task")
@@ -330,6 +338,18 @@ class TaskConfig:
                               f"{' and '.join(GEOFACTS_TASKS)}; use one of those, or another dataset.")
         _positive(self.n_examples, "n_examples", allow_none=True)
         _positive(self.n_shots, "n_shots", zero=True)
+        _positive(self.min_per_subject, "min_per_subject", allow_none=True)
+        _choice(self.prompt_format, PROMPT_FORMATS, "prompt_format")
+        if self.prompt_format == "chat" and (self.task not in CHAT_PROMPT_TASKS or self.protocol == "legacy"):
+            raise ConfigError(f"prompt_format='chat' with task={self.task!r}, protocol={self.protocol!r}: the chat "
+                              f"form exists for {' and '.join(CHAT_PROMPT_TASKS)} under protocol 'strict' (the other "
+                              "tasks already use the chat template); use prompt_format='raw'.")
+        if self.min_per_subject is not None and self.task != "mcq":
+            raise ConfigError(f"min_per_subject={self.min_per_subject} with task={self.task!r}: only mcq has subjects "
+                              "to stratify by; remove min_per_subject.")
+        if self.min_per_subject is not None and self.n_examples is None:
+            raise ConfigError(f"min_per_subject={self.min_per_subject} without n_examples: every question is taken "
+                              "anyway; set n_examples (e.g. 570 for 10 per subject) or remove min_per_subject.")
 
 
 @dataclass(frozen=True)
@@ -469,7 +489,7 @@ class RunConfig:
 
 
 _UNSET = object()
-_ADDED_FIELDS = {"formulation": "letter", "gguf_file": None}
+_ADDED_FIELDS = {"formulation": "letter", "gguf_file": None, "min_per_subject": None, "prompt_format": "raw"}
 """Fields added after runs were first recorded -> their default: left at the default, they stay out of
 :meth:`RunConfig.config_hash`, so run ids (and resuming a sweep) do not change when a field is added."""
 

@@ -15,6 +15,9 @@ no trailing space; the continuation only, cut at the first newline or sentence e
 normalisation, all aliases of all parses; ``exact_match`` and word-boundary ``contains`` reported
 separately; items whose answer appears in the question are flagged, and ``contains_excl_leaked``
 leaves them out; the denominator is the number of items evaluated. Primary metric: ``contains``.
+``prompt_format: chat`` (strict) puts the question in the model's chat template instead
+(:data:`CHAT_PROMPT`), for instruction-tuned models that answer a completion prompt poorly
+(SmolLM2-135M-Instruct on geofacts: 2.5 % raw, 42 % chat, 80 questions).
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ from kick_core.tasks.base import Example, Prompt, load_hub, record_fields, resol
 
 LEGACY_PROMPT = "Please give answer to this question: {question}\nThe answer is "
 STRICT_PROMPT = "Please give answer to this question: {question}\nThe answer is"
+CHAT_PROMPT = "Answer in a few words: {question}"
+"""``prompt_format: chat``: the user turn, wrapped in the model's chat template (``models.format_chat``)."""
 LEGACY_N = 1000
 STRICT_MAX_NEW = 32
 _HUB_SPLITS = {"train": "train", "dev": "validation", "eval": "test", "validation": "validation", "test": "test"}
@@ -106,8 +111,15 @@ class FactoidQA:
             return [Prompt(id=e.id, example=e, kind="generate", text=t, max_new_tokens=c)
                     for e, t, c in zip(examples, texts, caps)]
         cap = cfg.eval.max_new_tokens or STRICT_MAX_NEW
-        return [Prompt(id=e.id, example=e, kind="generate", text=STRICT_PROMPT.format(question=e.input),
-                       max_new_tokens=cap, stop=("\n",)) for e in examples]
+        if cfg.task.prompt_format == "chat":
+            from kick_core.models import format_chat
+
+            texts = [format_chat(tokenizer, [CHAT_PROMPT.format(question=e.input)], template=cfg.model.chat_template)
+                     for e in examples]
+        else:
+            texts = [STRICT_PROMPT.format(question=e.input) for e in examples]
+        return [Prompt(id=e.id, example=e, kind="generate", text=t, max_new_tokens=cap, stop=("\n",))
+                for e, t in zip(examples, texts)]
 
     def score(self, prompt: Prompt, output: Any, cfg: RunConfig, tokenizer: Any) -> dict[str, Any]:
         e = prompt.example

@@ -18,6 +18,9 @@ are sliced (never split on the prompt string), first line; ``exact_match`` (norm
 empty = 0), ``contains`` (word-boundary) and ``f1`` as separate metrics.
 
 Metric names carry the book: ``em_open``, ``f1_closed``, ``exact_match_open`` ...
+``prompt_format: chat`` (strict) puts both books' questions in the model's chat template
+(:data:`CHAT_CLOSED`, :data:`CHAT_OPEN`); the evidence is fitted to the context the same way, and the
+headline metric is ``contains_<book>`` (a chat answer is a sentence, which exact match never equals).
 """
 
 from __future__ import annotations
@@ -34,6 +37,9 @@ from kick_core.tasks.base import Example, Prompt, load_hub, record_fields, resol
 
 OPEN_PROMPT = "{context}\n\nBased on these texts, answer these questions:\n\nQ: {question}\nA:"
 CLOSED_PROMPT = "Answer these questions:\n\nQ: {question}\nA:"
+CHAT_OPEN = "{context}\n\nBased on these texts, answer in a few words: {question}"
+CHAT_CLOSED = "Answer in a few words: {question}"
+"""``prompt_format: chat``: user turns, wrapped in the model's chat template (``models.format_chat``)."""
 LEGACY_CHARS = 3072
 LEGACY_N = 10
 MAX_NEW = 32
@@ -78,7 +84,10 @@ class ICRQA:
 
     def primary_metric(self, cfg: TaskConfig) -> str:
         book = "closed" if cfg.book == "closed" else "open"
-        return f"em_{book}" if cfg.protocol == "legacy" else f"exact_match_{book}"
+        if cfg.protocol == "legacy":
+            return f"em_{book}"
+        # a chat answer is a sentence ("The capital of Jersey is Saint Helier."): containment is its match
+        return f"contains_{book}" if cfg.prompt_format == "chat" else f"exact_match_{book}"
 
     def load(self, task_cfg: TaskConfig, seed: int, *, world_seed: int = 0) -> list[Example]:
         legacy = task_cfg.protocol == "legacy"
@@ -101,35 +110,48 @@ class ICRQA:
     def prompts(self, examples: Sequence[Example], cfg: RunConfig, tokenizer: Any, context_len: int) -> list[Prompt]:
         legacy = cfg.task.protocol == "legacy"
         max_new = cfg.eval.max_new_tokens or MAX_NEW
+        if cfg.task.prompt_format == "chat":
+            from kick_core.models import format_chat
+
+            def render(template: str, **fields: str) -> str:
+                return format_chat(tokenizer, [template.format(**fields)], template=cfg.model.chat_template)
+
+            closed, opened = CHAT_CLOSED, CHAT_OPEN
+        else:
+            def render(template: str, **fields: str) -> str:
+                return template.format(**fields)
+
+            closed, opened = CLOSED_PROMPT, OPEN_PROMPT
         out = []
         for e in examples:
             for book in _BOOKS[cfg.task.book]:
                 meta: dict[str, Any] = {"book": book}
                 if book == "closed":
-                    text = CLOSED_PROMPT.format(question=e.input)
+                    text = render(closed, question=e.input)
                 elif legacy:
                     context = ("".join(e.context))[:LEGACY_CHARS]
                     text = OPEN_PROMPT.format(context=context, question=e.input).strip()
                     meta.update(evidence_chars=len(context))
                 else:
-                    text, kept = self._fit(e, tokenizer, context_len - max_new)
+                    text, kept = self._fit(e, tokenizer, context_len - max_new,
+                                           lambda context, q=e.input: render(opened, context=context, question=q))
                     meta.update(kept)
                 out.append(Prompt(id=f"{e.id}/{book}", example=e, kind="generate", text=text,
                                   max_new_tokens=max_new, stop=() if legacy else ("\n",), meta=meta))
         return out
 
     @staticmethod
-    def _fit(e: Example, tokenizer: Any, budget: int) -> tuple[str, dict[str, Any]]:
-        """Open-book prompt whose evidence is cut by tokens so that the whole prompt fits ``budget``."""
+    def _fit(e: Example, tokenizer: Any, budget: int, render: Any) -> tuple[str, dict[str, Any]]:
+        """Open-book prompt ``render(context)`` whose evidence is cut by tokens so the whole prompt fits ``budget``."""
         evidence = "\n".join(doc for doc in e.context if doc)
-        fixed = len(tokenizer(OPEN_PROMPT.format(context="", question=e.input), add_special_tokens=True)["input_ids"])
+        fixed = len(tokenizer(render(""), add_special_tokens=True)["input_ids"])
         room = max(0, budget - fixed)
         enc = tokenizer(evidence, add_special_tokens=False, return_offsets_mapping=True)
         offsets = enc["offset_mapping"]
         truncated = len(offsets) > room
         kept_chars = offsets[room - 1][1] if truncated and room > 0 else (0 if truncated else len(evidence))
         context = evidence[:kept_chars]
-        return OPEN_PROMPT.format(context=context, question=e.input), {
+        return render(context), {
             "evidence_tokens": min(room, len(offsets)), "evidence_chars": len(context), "truncated": truncated,
             "answer_in_evidence": bool(M.contains_answer(context, e.answers)),
         }

@@ -24,7 +24,10 @@ every record has a reference answer (Vicuna-80, world), else MT-Bench single-ans
 Metrics per answer: ``judge_score`` (1-10; also per category and per turn), the repetition
 analysis behind the paper's "unique tokens" claim over the model's own generated token ids --
 ``unique_tokens``, ``distinct_1``, ``distinct_2``, ``repetition_rate`` (share of repeated 4-grams) --
-``n_words``, and on world data ``constraint_pass`` (share of the turn's rule-checked constraints met).
+``n_words``, on world data ``constraint_pass`` (share of the turn's rule-checked constraints met), and
+where the turn has a reference answer (Vicuna-80: GPT-3.5's; MT-Bench: its reference turns) ROUGE-1/L
+F1 against it (``rouge1``, ``rougeL``): a judge-free signal. ROUGE against the dense model's own
+answer is computed across runs at report time (``kick_core.explorer.rouge_vs_dense``).
 """
 
 from __future__ import annotations
@@ -112,7 +115,7 @@ class Instruction:
     version = "1"
     judge_task = "instruction"
     METRICS = {"judge_score": True, "unique_tokens": True, "distinct_1": True, "distinct_2": True,
-               "repetition_rate": False, "n_words": True, "constraint_pass": True}
+               "repetition_rate": False, "n_words": True, "constraint_pass": True, "rouge1": True, "rougeL": True}
 
     def primary_metric(self, cfg: TaskConfig) -> str:
         return "judge_score"
@@ -185,6 +188,9 @@ class Instruction:
             "repetition_rate": M.repetition_rate(ids, 4), "n_words": M.word_count(answer)}
         refs = e.meta.get("references")
         reference = refs[turn - 1] if refs and turn <= len(refs) else None
+        if reference:
+            rouge = M.rouge(answer, reference)
+            scores.update(rouge1=rouge["rouge1"], rougeL=rouge["rougeL"])
         extra: dict[str, Any] = {}
         if "constraints" in e.meta:
             from kick_core.world.rubric import check

@@ -10,7 +10,7 @@ kept in file order (strict, :func:`~kick_core.tasks.base.take`). :func:`stratifi
 subject-stratified alternative (every subject covered, the rest proportional to subject size,
 deterministic from the seed and the question ids alone), e.g. ``stratified_take(questions, 570, seed=0,
 min_per_subject=10)`` gives 10 questions of each of the 57 subjects; a task config selects it with
-``min_per_subject`` where the config has that field.
+``min_per_subject`` (``n_examples: 570, min_per_subject: 10``).
 
 One forward pass per question yields both scores (see ``engine.scoring``): the log-likelihood of
 " A"/" B"/" C"/" D" after ``Answer:`` (``accuracy``) and the argmax next token, i.e. the one greedy
@@ -158,13 +158,11 @@ def stratified_take(examples: Sequence[Example], n: int | None, *, seed: int, mi
 def select_questions(questions: list[Example], task_cfg: TaskConfig, seed: int) -> list[Example]:
     """The questions a run evaluates: ``n_examples`` of them, stratified when the config sets ``min_per_subject``.
 
-    Without it (every config today): the first n (legacy) or a seeded sample of n in file order
-    (strict), as before, so existing run ids and records are unchanged.
+    Without it: the first n (legacy) or a seeded sample of n in file order (strict).
     """
     legacy = task_cfg.protocol == "legacy"
-    min_per_subject = getattr(task_cfg, "min_per_subject", None)  # a TaskConfig field to come; None = as before
-    if min_per_subject is not None and task_cfg.n_examples is not None:
-        return stratified_take(questions, task_cfg.n_examples, seed=seed, min_per_subject=min_per_subject)
+    if task_cfg.min_per_subject is not None and task_cfg.n_examples is not None:
+        return stratified_take(questions, task_cfg.n_examples, seed=seed, min_per_subject=task_cfg.min_per_subject)
     return take(questions, task_cfg.n_examples, seed=None if legacy else seed)
 
 

@@ -98,3 +98,23 @@ def test_legacy_aggregate_divides_by_n_not_n_plus_one():
     metrics, meta = TASK.aggregate(records, cfg)
     assert metrics["accuracy"]["value"] == pytest.approx(3 / 3)  # 4 evaluated, 3 right, divided by n = 3
     assert meta["n_evaluated"] == 4 and meta["legacy_denominator"] == 3
+
+
+def test_chat_prompt_is_the_question_in_the_models_template(tok):
+    import copy
+
+    from kick_core.models import format_chat
+
+    chat_tok = copy.deepcopy(tok)
+    chat_tok.chat_template = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
+                              "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+    cfg = make_cfg(task="factoid_qa", dataset=DATA, n_examples=2, prompt_format="chat")
+    examples = TASK.load(cfg.task, seed=0)
+    prompts = TASK.prompts(examples, cfg, chat_tok, 2048)
+    assert [p.text for p in prompts] == [f"<|im_start|>user\nAnswer in a few words: {e.input}<|im_end|>\n"
+                                         "<|im_start|>assistant\n" for e in examples]
+    assert prompts[0].stop == ("\n",)
+    plain = TASK.prompts(examples, cfg, tok, 2048)  # no template of its own: 'auto' falls back to Vicuna v1.1
+    assert plain[0].text == format_chat(tok, [f"Answer in a few words: {examples[0].input}"])
+    rec = TASK.score(prompts[0], Generation(f"It is {examples[0].answers[0]}.", (), (1,), "stop"), cfg, tok)
+    assert rec["scores"]["contains"] == 1.0

@@ -6,6 +6,7 @@ import pytest
 from task_helpers import FIXTURES, make_cfg
 
 from kick_core.engine import Generation
+from kick_core.errors import ConfigError
 from kick_core.tasks import TASKS
 from kick_core.tasks.icr_qa import read_trivia_file
 
@@ -89,3 +90,33 @@ def test_strict_scores_em_contains_and_f1_separately(tok):
     assert rec["prediction"] == "It was Sunset Boulevard"
     assert rec["scores"]["exact_match_closed"] == 0.0 and rec["scores"]["contains_closed"] == 1.0
     assert rec["scores"]["f1_closed"] == pytest.approx(2 / 3)  # P = 2/4, R = 1
+
+
+CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+          "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+
+def test_chat_prompts_wrap_both_books_in_the_models_template_and_still_fit(tok):
+    import copy
+
+    chat_tok = copy.deepcopy(tok)
+    chat_tok.chat_template = CHATML
+    cfg = make_cfg(task="icr_qa", protocol="strict", dataset=DATA, prompt_format="chat")
+    ex = [e for e in TASK.load(make_cfg(task="icr_qa", protocol="legacy", dataset=DATA).task, seed=0) if e.id == "tc_3"]
+    closed, opened = TASK.prompts(ex, cfg, chat_tok, 300)
+    assert closed.text == ("<|im_start|>user\nAnswer in a few words: What is the capital of France?<|im_end|>\n"
+                           "<|im_start|>assistant\n")
+    assert opened.text.endswith("Based on these texts, answer in a few words: What is the capital of France?"
+                                "<|im_end|>\n<|im_start|>assistant\n")
+    assert opened.meta["truncated"] is True and len(chat_tok(opened.text)["input_ids"]) <= 300 - 32
+    raw = TASK.prompts(ex, make_cfg(task="icr_qa", protocol="strict", dataset=DATA), chat_tok, 300)
+    assert raw[0].text.startswith("Answer these questions:")  # raw stays the study's prompt
+
+
+def test_chat_prompts_are_refused_where_they_do_not_exist():
+    with pytest.raises(ConfigError, match="prompt_format='chat' with task='icr_qa', protocol='legacy'"):
+        make_cfg(task="icr_qa", protocol="legacy", prompt_format="chat")
+    with pytest.raises(ConfigError, match="prompt_format"):
+        make_cfg(task="mcq", prompt_format="chat")
+    with pytest.raises(ConfigError, match="prompt_format"):
+        make_cfg(task="icr_qa", prompt_format="chatml")

@@ -53,6 +53,17 @@ def test_golden_first_turn_prompt_and_repetition_scores(tok):
     rec = TASK.score(p, Generation(" plan plan plan", (), (9, 9, 9, tok.eos_token_id), "eos"), cfg, tok)
     assert rec["scores"]["unique_tokens"] == 1 and rec["scores"]["distinct_1"] == pytest.approx(1 / 3)
     assert rec["category"] == "generic" and rec["judge_question"] == "How can I improve my time management skills?"
+    assert "rougeL" not in rec["scores"]  # this file's question has no reference answer
+
+
+def test_answers_are_scored_by_rouge_against_the_vicuna80_reference(tok):
+    cfg = make_cfg(task="instruction", dataset="vicuna80", n_examples=2)
+    p = TASK.prompts(TASK.load(cfg.task, seed=0), cfg, tok, 2048)[0]
+    reference = p.example.meta["references"][0]
+    same = TASK.score(p, Generation(reference, (), (5, 6), "eos"), cfg, tok)
+    assert same["scores"]["rougeL"] == pytest.approx(1.0) and same["reference"] == reference
+    other = TASK.score(p, Generation("Bananas are yellow.", (), (5, 6), "eos"), cfg, tok)
+    assert other["scores"]["rouge1"] < 0.1
 
 
 def test_second_turn_follows_the_models_own_first_answer(tok):

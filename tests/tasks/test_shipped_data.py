@@ -1,6 +1,5 @@
 """Real data shipped inside kick, read by name offline: 'mmlu' (mcq), 'cnn_dm' (summarisation, perplexity)."""
 
-import dataclasses
 import logging
 import math
 from collections import Counter
@@ -98,9 +97,21 @@ def test_select_questions_is_unchanged_without_min_per_subject(mmlu):
 
     cfg = make_cfg(task="mcq", dataset="mmlu", n_examples=50).task
     assert select_questions(mmlu, cfg, 0) == take(mmlu, 50, seed=0)
-    with_field = type("Cfg", (), {**dataclasses.asdict(cfg), "n_examples": 57, "min_per_subject": 1})()
-    picked = select_questions(mmlu, with_field, 0)
-    assert len(picked) == 57 and len({e.meta["subject"] for e in picked}) == 57
+    stratified = make_cfg(task="mcq", dataset="mmlu", n_examples=114, min_per_subject=2).task
+    picked = select_questions(mmlu, stratified, 0)
+    assert Counter(e.meta["subject"] for e in picked) == dict.fromkeys({e.meta["subject"] for e in mmlu}, 2)
+
+
+def test_min_per_subject_is_checked_and_leaves_existing_run_ids_alone():
+    base = make_cfg(task="mcq", dataset="mmlu", n_examples=114)
+    assert base.run_id == make_cfg(task="mcq", dataset="mmlu", n_examples=114, min_per_subject=None).run_id
+    assert make_cfg(task="mcq", dataset="mmlu", n_examples=114, min_per_subject=2).run_id != base.run_id
+    with pytest.raises(ConfigError, match="min_per_subject=2 with task='factoid_qa'.*remove min_per_subject"):
+        make_cfg(task="factoid_qa", min_per_subject=2)
+    with pytest.raises(ConfigError, match="min_per_subject=2 without n_examples.*set n_examples"):
+        make_cfg(task="mcq", dataset="mmlu", min_per_subject=2)
+    with pytest.raises(ConfigError, match="min_per_subject"):
+        make_cfg(task="mcq", dataset="mmlu", n_examples=10, min_per_subject=0)
 
 
 # -- summarisation on the shipped stories --------------------------------------------------------
