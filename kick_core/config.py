@@ -26,14 +26,13 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import logging
 import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_type_hints
-
-import yaml
 
 from kick_core.errors import ConfigError, did_you_mean, lookup
 
@@ -531,6 +530,8 @@ def _type_names(types: tuple[type, ...]) -> str:
 
 
 # -- params files ------------------------------------------------------------------------------
+log = logging.getLogger(__name__)
+
 _TOP_KEYS = ("study", "description", "notebook", "base", "sweep")
 
 
@@ -547,14 +548,10 @@ class Study:
 
 def load_params(path: str | Path) -> Study:
     """Read a params YAML file and expand it into validated runs (raises ConfigError on any problem)."""
+    from kick_core.paramsfile import read_params_file
+
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"params file {str(path)!r} does not exist; see params/ for the shipped studies.")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"params file {str(path)!r} is not valid YAML: {err}") from None
-    return expand_params(raw, where=str(path), default_name=path.stem, path=path)
+    return expand_params(read_params_file(path), where=str(path), default_name=path.stem, path=path)
 
 
 def expand_params(raw: Mapping[str, Any], *, where: str = "params", default_name: str = "adhoc",
@@ -578,6 +575,7 @@ def expand_params(raw: Mapping[str, Any], *, where: str = "params", default_name
     if not isinstance(blocks, list) or not all(isinstance(b, Mapping) for b in blocks):
         raise ConfigError(f"{where}: 'sweep' must be a mapping of parameter: [values] or a list of such mappings.")
     runs: dict[str, RunConfig] = {}
+    repeated = 0
     for i, block in enumerate(blocks):
         axes = {}
         for key, values in block.items():
@@ -590,8 +588,12 @@ def expand_params(raw: Mapping[str, Any], *, where: str = "params", default_name
             point = {**base, **dict(zip(axes, combo)), "study": name}
             desc = ", ".join(f"{k}={v!r}" for k, v in zip(axes, combo))
             cfg = RunConfig.from_dict(point, where=f"{where} (sweep block {i + 1}: {desc})" if desc else where)
+            repeated += cfg.run_id in runs
             runs.setdefault(cfg.run_id, cfg)
     if not runs:
         raise ConfigError(f"{where}: the sweep expands to no runs.")
+    if repeated:
+        log.info("%s: %d sweep point(s) repeat a run already in the study (identical or overlapping blocks); "
+                 "each run is listed and run once", where, repeated)
     return Study(name=name, runs=tuple(runs.values()), notebook=raw.get("notebook"),
                  description=str(raw.get("description", "")), path=path)

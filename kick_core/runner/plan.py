@@ -17,6 +17,7 @@ import yaml
 
 from kick_core.config import RunConfig, Study, expand_params, flat_fields
 from kick_core.errors import ConfigError, did_you_mean
+from kick_core.paramsfile import read_params_file
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent.parent / "notebooks"
 """The repository's notebooks/ folder (kick is installed editable from a checkout)."""
@@ -61,12 +62,7 @@ def parse_overrides(pairs: Iterable[str]) -> dict[str, Any]:
 def load_study(path: str | Path, overrides: Mapping[str, Any] | None = None) -> Study:
     """Read and expand a params file, applying ``overrides`` to its base before the sweep expands."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"params file {str(path)!r} does not exist; `kick ls studies` lists the shipped ones.")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"params file {str(path)!r} is not valid YAML: {err}") from None
+    raw = read_params_file(path)
     if overrides and isinstance(raw, dict):
         raw = {**raw, "base": {**(raw.get("base") or {}), **overrides}}
     where = str(path) + (f" with --set {', '.join(f'{k}={v}' for k, v in overrides.items())}" if overrides else "")

@@ -22,6 +22,7 @@ from kick_core.errors import ConfigError
 from kick_core.log import progress as progress_bar
 from kick_core.runner.plan import PlannedRun, group_by_compression, load_study, plan_runs
 from kick_core.runner.state import describe_error, is_finished, previous_attempts, write_failure
+from kick_core.sources import check_models
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +167,8 @@ def run_study(params: str | Path, *, results_dir: str | Path = "results", execut
     study_dir = Path(results_dir) / study.name
     skipped = tuple(p.run_id for p in plan if is_finished(p.folder, p.cfg))
     todo = [p for p in plan if p.run_id not in skipped]
+    if study.notebook is None:  # kick's notebooks load cfg.model; a study's own notebook decides what it means
+        check_models(p.cfg.model for p in todo)  # a typo in model: fails here, not inside every run's kernel
     log.info("study %s: %d runs, %d already finished, %d to run (executor=%s, jobs=%s)",
              study.name, len(plan), len(skipped), len(todo), executor, jobs or "auto")
     ok: list[str] = []
