@@ -7,7 +7,8 @@ rate limiting, re-asking and parsing live in the stage (``stage.py``), not here.
 - ``OpenAIJudge`` talks to OpenAI or any server speaking ``POST /v1/chat/completions`` (vLLM, TGI,
   llama.cpp, LiteLLM, Azure-compatible proxies) through the official ``openai`` client, whose own
   retry loop gives exponential backoff with jitter on 408/409/429/5xx, timeouts and dropped
-  connections, and honours ``Retry-After``. The key comes from the environment at call time.
+  connections, and honours ``Retry-After``; a 200 whose body is cut off or holds no choices is
+  retried here (up to ``max_retries``, backing off). The key comes from the environment at call time.
 - ``HFJudge`` runs a local causal LM greedily on the prompt formatted with
   :func:`kick_core.models.format_chat` (device taken from the model; ``device_map='auto'`` works).
 - ``RubricJudge`` wraps a plain callable ``(question, answers) -> verdict``; the embedded world's
@@ -19,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -56,7 +58,7 @@ class Completion:
     model: str
     usage: Mapping[str, int] = field(default_factory=dict)
     retries: int = 0
-    """HTTP retries the client needed (429/5xx/timeouts) before this reply."""
+    """Retries this reply needed: HTTP faults (429/5xx, timeouts, dropped connections) and malformed bodies."""
     verdict: Verdict | None = None
     """Set by backends that return scores directly (rubric); the stage then skips parsing."""
 
@@ -89,6 +91,7 @@ class OpenAIJudge:
                                          "pip install 'openai>=1.0'.") from e
         self.model_id = model
         self.base_url = base_url
+        self.max_retries = max_retries
         self._openai = openai
         self._client = openai.OpenAI(api_key=_api_key(api_key, base_url), base_url=base_url,
                                      max_retries=max_retries, timeout=timeout_s)
@@ -103,20 +106,32 @@ class OpenAIJudge:
         if request.seed is not None:
             kwargs["seed"] = request.seed
         oa = self._openai
-        try:
-            raw = self._client.chat.completions.with_raw_response.create(**kwargs)
-        except (oa.AuthenticationError, oa.PermissionDeniedError, oa.NotFoundError, oa.BadRequestError) as e:
-            # These fail every request alike: stop the stage instead of recording 80 failures.
-            raise ConfigError(f"judge endpoint {self.base_url or 'api.openai.com'} refused model "
-                              f"{self.model_id!r}: {e}. Check the model id, key and base URL.") from e
-        except oa.APIError as e:  # rate limits, 5xx, timeouts, connection errors after all retries
-            raise JudgeAPIError(f"judge request failed after retries: {type(e).__name__}: {e}") from e
-        response = raw.parse()
+        malformed = 0
+        while True:
+            try:
+                raw = self._client.chat.completions.with_raw_response.create(**kwargs)
+            except (oa.AuthenticationError, oa.PermissionDeniedError, oa.NotFoundError, oa.BadRequestError) as e:
+                # These fail every request alike: stop the stage instead of recording 80 failures.
+                raise ConfigError(f"judge endpoint {self.base_url or 'api.openai.com'} refused model "
+                                  f"{self.model_id!r}: {e}. Check the model id, key and base URL.") from e
+            except oa.APIError as e:  # rate limits, 5xx, timeouts, connection errors after all retries
+                raise JudgeAPIError(f"judge request failed after retries: {type(e).__name__}: {e}") from e
+            try:  # a 200 can still be broken: a body cut off mid-JSON, or no choices at all
+                response = raw.parse()
+                if not response.choices:
+                    raise ValueError("the reply holds no choices")
+                text = response.choices[0].message.content or ""
+                break
+            except (ValueError, oa.APIResponseValidationError) as e:  # json.JSONDecodeError is a ValueError
+                malformed += 1
+                if malformed > self.max_retries:
+                    raise JudgeAPIError(f"judge reply malformed {malformed} times: {type(e).__name__}: {e}") from e
+                log.warning("judge reply malformed (%s: %s); retrying", type(e).__name__, str(e)[:100])
+                time.sleep(min(8.0, 0.25 * 2 ** malformed))
         usage = response.usage.model_dump(include={"prompt_tokens", "completion_tokens", "total_tokens"}) \
             if response.usage is not None else {}
-        text = response.choices[0].message.content or ""
         return Completion(text=text, model=response.model or self.model_id, usage=usage,
-                          retries=int(getattr(raw, "retries_taken", 0)))
+                          retries=int(getattr(raw, "retries_taken", 0)) + malformed)
 
 
 # -- local Hugging Face model ---------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -18,7 +19,9 @@ class FakeOpenAI:
     """State of the fake server: the replies it gives and every request it got.
 
     ``reply(body) -> str`` makes the assistant text from the request body; ``fail`` is a queue of
-    HTTP statuses to answer with (e.g. [429, 500]) before answering normally.
+    faults to answer with before answering normally: an HTTP status (e.g. 429, 500), or one of
+    ``"retry-after"`` (429 with ``Retry-After: 1``), ``"truncated"`` (a 200 whose JSON body is cut
+    in half), ``"no-choices"`` (a 200 with ``choices: []``), ``"hang"`` (no answer for ``hang_s``).
     """
 
     def __init__(self) -> None:
@@ -28,6 +31,8 @@ class FakeOpenAI:
         self.headers: list[dict[str, str]] = []
         self.lock = threading.Lock()
         self.url = ""
+        self.hang_s = 3.0
+        self.times: list[float] = []
 
     @property
     def n(self) -> int:
@@ -42,12 +47,18 @@ def _handler(state: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
         def log_message(self, *args: Any) -> None:  # keep pytest output clean
             pass
 
-        def _send(self, status: int, payload: dict[str, Any]) -> None:
+        def _send(self, status: int, payload: dict[str, Any], *, retry_after: str | None = None,
+                  cut: bool = False) -> None:
             blob = json.dumps(payload).encode()
+            if cut:
+                blob = blob[: len(blob) // 2]
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(blob)))
-            self.send_header("retry-after-ms", "5")  # keeps the client's backoff short in tests
+            if retry_after is not None:
+                self.send_header("Retry-After", retry_after)
+            else:
+                self.send_header("retry-after-ms", "5")  # keeps the client's backoff short in tests
             self.end_headers()
             self.wfile.write(blob)
 
@@ -59,20 +70,28 @@ def _handler(state: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
             with state.lock:
                 state.requests.append(body)
                 state.headers.append(dict(self.headers))
-                status = state.fail.pop(0) if state.fail else 200
-            if status != 200:
-                self._send(status, {"error": {"message": f"canned {status}", "type": "server_error"}})
+                state.times.append(time.monotonic())
+                fault = state.fail.pop(0) if state.fail else 200
+            if fault == "hang":
+                time.sleep(state.hang_s)
+                return  # the client has given up; nothing is sent
+            if fault == "retry-after":
+                self._send(429, {"error": {"message": "slow down", "type": "rate_limit"}}, retry_after="1")
+                return
+            if isinstance(fault, int) and fault != 200:
+                self._send(fault, {"error": {"message": f"canned {fault}", "type": "server_error"}})
                 return
             text = state.reply(body)
             prompt_tokens = sum(len(m["content"].split()) for m in body["messages"])
             completion_tokens = len(text.split())
+            choices = [] if fault == "no-choices" else [
+                {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}]
             self._send(200, {
                 "id": f"chatcmpl-{state.n}", "object": "chat.completion", "created": 0, "model": body["model"],
-                "choices": [{"index": 0, "finish_reason": "stop",
-                             "message": {"role": "assistant", "content": text}}],
+                "choices": choices,
                 "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                           "total_tokens": prompt_tokens + completion_tokens},
-            })
+            }, cut=fault == "truncated")
 
     return Handler
 
