@@ -110,11 +110,10 @@ def _ls(what: str) -> list[str]:
         return lines + [f"preset {name}: {', '.join(f'{k}={v}' for k, v in values.items())}"
                         for name, values in config.PRESETS.items()]
     if what == "tasks":
-        try:
-            from kick_core.tasks import TASKS
-        except ImportError:
-            TASKS = {}
-        return [f"{t}{'' if t in TASKS else '  (not implemented yet)'}" for t in config.TASKS]
+        from kick_core.tasks import TASKS
+
+        return [f"{name}  ({(type(task).__doc__ or '').strip().splitlines()[0].replace(' (see the module docstring).', '')})"
+                for name, task in TASKS.items()]
     if what == "models":
         from kick_core.packaged import PACKAGED
 

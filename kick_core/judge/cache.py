@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sqlite3
 import threading
 import time
@@ -27,8 +26,9 @@ from typing import Any
 
 def default_cache_path() -> Path:
     """``$KICK_CACHE/judge/judge_cache.sqlite`` (``KICK_CACHE`` defaults to ``~/.cache/kick``)."""
-    root = Path(os.environ.get("KICK_CACHE") or Path.home() / ".cache" / "kick")
-    return root / "judge" / "judge_cache.sqlite"
+    from kick_core.paths import cache_root
+
+    return cache_root() / "judge" / "judge_cache.sqlite"
 
 
 def cache_key(**parts: Any) -> str:

@@ -25,7 +25,7 @@ DEFAULT_JUDGE_MODEL = "gpt-4-0613"
 """A pinned (dated) GPT-4 snapshot: the original called the unpinned alias ``gpt-4`` (spring 2023)."""
 
 LEGACY_TEMPERATURE = {"instruction": 0.2, "summarisation": 0.1}
-"""The temperatures the original judge scripts actually sent (PROTOCOL.md §5.4, §5.5)."""
+"""The temperatures the original judge scripts actually sent (docs/PROTOCOL.md §5.4, §5.5)."""
 
 
 @dataclass(frozen=True)

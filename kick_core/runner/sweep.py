@@ -106,11 +106,8 @@ def prepare_world(plan: Sequence[PlannedRun]) -> None:
     data_seeds = sorted({p.cfg.model.world_seed for p in plan if p.cfg.task.dataset == "world"})
     if not seeds and not data_seeds:
         return
-    try:
-        from kick_core import world
-    except ImportError as err:
-        log.warning("kick_core.world is not available (%s); runs on the embedded world will fail", err)
-        return
+    from kick_core import world
+
     for seed in seeds:
         world.ensure_world(seed)
     for seed in set(data_seeds) - set(seeds):

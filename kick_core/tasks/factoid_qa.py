@@ -4,7 +4,7 @@ Data: the original JSON files (``FreebaseQA-{train,dev,eval}.json``: ``{"Questio
 "RawQuestion", "Parses": [{"Answers": [{"AnswersName": [...]}]}]}]}``; a file or a folder holding
 them), the HF dataset ``freebase_qa`` (splits train/validation/test), or ``dataset: world``.
 
-Legacy (PROTOCOL.md §5.1, bugs kept): the **train** split in file order, ``n_examples`` (default
+Legacy (docs/PROTOCOL.md §5.1, bugs kept): the **train** split in file order, ``n_examples`` (default
 1000) **plus one** evaluated (the original counter's off-by-one) and divided by ``n_examples``;
 prompt ``Please give answer to this question: {q}\\nThe answer is `` (trailing space); greedy with
 up to 2x the prompt's tokens; an item is right when an alias of ``Parses[0].Answers[0]`` occurs in

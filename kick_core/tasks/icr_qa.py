@@ -6,7 +6,7 @@ Data: HF ``trivia_qa`` config ``rc`` (validation), local ``.json`` (a list of ro
 ``dataset: world``. Each item yields one record per book (ids ``<question_id>/closed`` and
 ``<question_id>/open``), so closed and open book are compared on identical items.
 
-Legacy (PROTOCOL.md §5.3): first ``n_examples`` (default 10) in dataset order; evidence =
+Legacy (docs/PROTOCOL.md §5.3): first ``n_examples`` (default 10) in dataset order; evidence =
 ``wiki_context[0] + search_context[0]`` with no separator, cut to 3072 characters; the prompt is
 ``.strip()``-ped; 32 new tokens, first line; lenient EM (containment either way, empty prediction
 scores 1) and F1.

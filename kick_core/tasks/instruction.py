@@ -15,7 +15,7 @@ Data (``dataset``), all in FastChat's ``question.jsonl`` format:
 Each turn is one record (id ``<question_id>/t<turn>``). Turn 2 is generated after the model's own
 turn-1 answer (``followups``, run by ``evaluate`` as a second round), as MT-Bench does.
 
-Legacy (PROTOCOL.md §5.5): first turn only, first ``n_examples`` in file order, Vicuna v1.1 chat
+Legacy (docs/PROTOCOL.md §5.5): first turn only, first ``n_examples`` in file order, Vicuna v1.1 chat
 template, up to 1024 new tokens; the study sampled at T = 0.7 (``decoding: sample``). The judge uses
 the original pairwise prompts (general / coding / math), reference as Assistant 1, original parser.
 Strict: every turn; a seeded sample of ``n_examples``; the judge is pairwise with both orders where

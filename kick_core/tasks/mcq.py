@@ -18,7 +18,7 @@ token the original code generated (``generation_accuracy``: last character of de
 token) equals the gold letter; ``invalid_rate``: that character is not A-D). Each subject's
 header + few-shot block is a shared KV prefix.
 
-Legacy (PROTOCOL.md §5.2): the header keeps the double space (``about  abstract algebra.``), CSVs
+Legacy (docs/PROTOCOL.md §5.2): the header keeps the double space (``about  abstract algebra.``), CSVs
 are read with pandas' default NA handling (an option "None" becomes "nan", as in the original), k
 is reduced while the prompt exceeds ``seqlen`` (2048) tokens; primary ``generation_accuracy``.
 Strict: single-space header, options verbatim, k reduced (deterministically, last shots first)

@@ -12,7 +12,7 @@ Data (``dataset``):
 * a hub id, by default ``abisee/cnn_dailymail`` config ``3.0.0`` split ``test`` (``article``,
   ``highlights``, ``id``).
 
-Legacy (PROTOCOL.md §5.4): the original ``generate_question.py`` construction (every line stripped
+Legacy (docs/PROTOCOL.md §5.4): the original ``generate_question.py`` construction (every line stripped
 and concatenated with no separator, ``@highlight`` blocks included) after the instruction prefix
 ("story" for small, "news" for mid/large); buckets are the stories' folders where they have them;
 Vicuna v1.1 chat template; the study sampled at T = 0.7 (set ``decoding: sample``) with up to 1024

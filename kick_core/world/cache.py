@@ -41,7 +41,9 @@ class WorldPaths:
 
 def cache_root() -> Path:
     """``$KICK_CACHE/world`` (``KICK_CACHE`` defaults to ``~/.cache/kick``)."""
-    return Path(os.environ.get("KICK_CACHE") or Path.home() / ".cache" / "kick") / "world"
+    from kick_core.paths import cache_root as kick_cache
+
+    return kick_cache() / "world"
 
 
 def code_hash(modules: tuple[str, ...] = _DATA_MODULES) -> str:

@@ -109,8 +109,7 @@ def test_missing_or_malformed_files_are_config_errors(tok, tmp_path):
         calibration_batches(tok, str(bad))
 
 
-@pytest.mark.parametrize("returns", ["WorldPaths", "Path"])
-def test_world_reads_the_embedded_corpus(tok, tmp_path, monkeypatch, returns):
+def test_world_reads_the_embedded_corpus(tok, tmp_path, monkeypatch):
     import sys
     import types
 
@@ -120,9 +119,7 @@ def test_world_reads_the_embedded_corpus(tok, tmp_path, monkeypatch, returns):
 
     def ensure_world_data(seed=0):
         seen["seed"] = seed
-        if returns == "Path":
-            return tmp_path
-        return types.SimpleNamespace(root=tmp_path, model_dir=None, data_dir=tmp_path)
+        return tmp_path
 
     monkeypatch.setitem(sys.modules, "kick_core.world", types.SimpleNamespace(ensure_world_data=ensure_world_data))
     calib = calibration_batches(tok, "world", n=2, seqlen=16, world_seed=7)
