@@ -103,10 +103,10 @@ def _ls(what: str) -> list[str]:
     from kick_core import config
 
     if what == "methods":
-        from kick_core.compress import COMPRESSORS
+        from kick_core import methods
 
-        width = max(map(len, config.METHODS))
-        lines = [f"{m:<{width}}  {COMPRESSORS[m].description}" for m in config.METHODS]
+        width = max(map(len, methods.METHODS))
+        lines = [f"{m.name:<{width}}  {m.family:<9}  {m.description}" for m in methods.METHODS.values()]
         return lines + [f"preset {name}: {', '.join(f'{k}={v}' for k, v in values.items())}"
                         for name, values in config.PRESETS.items()]
     if what == "tasks":

@@ -34,15 +34,18 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from kick_core import methods
 from kick_core.errors import ConfigError, did_you_mean, lookup
 
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 CHAT_TEMPLATES = ("auto", "vicuna_v1.1", "none")
-PRUNE_METHODS = ("magnitude", "wanda", "sparsegpt")
-QUANT_METHODS = ("rtn", "gptq", "awq")
-BNB_METHODS = ("bnb_int8", "bnb_nf4", "bnb_fp4")
-METHODS = ("dense", *PRUNE_METHODS, *QUANT_METHODS, *BNB_METHODS)
-QUANT_BITS = {"rtn": (2, 3, 4, 8), "gptq": (2, 3, 4, 8), "awq": (4, 8), "bnb_int8": (8,), "bnb_nf4": (4,), "bnb_fp4": (4,)}
+# Kick's own methods as of import, for display and plotting; validation reads the live table
+# (kick_core.methods), so a method registered later is accepted too.
+METHODS = methods.names()
+PRUNE_METHODS = methods.names("prune")
+QUANT_METHODS = methods.names("quantise")
+BNB_METHODS = methods.names("load-time")
+QUANT_BITS = {m.name: m.bits for m in methods.METHODS.values() if m.bits}
 TASKS = ("factoid_qa", "mcq", "icr_qa", "summarisation", "instruction", "perplexity")
 PROTOCOLS = ("legacy", "strict")
 BOOKS = ("closed", "open", "both")
@@ -199,14 +202,15 @@ class CompressConfig:
     """SparseGPT/GPTQ damping, as a fraction of the mean Hessian diagonal."""
 
     def __post_init__(self) -> None:
-        _choice(self.method, METHODS, "method")
+        _choice(self.method, methods.names(), "method")
+        pruning = methods.names("prune")
         _choice(self.magnitude_scope, ("matrix", "row"), "magnitude_scope")
         nm = parse_nm(self.structure)
         m = self.method
         if self.sparsity is not None:
             if isinstance(self.sparsity, bool) or not isinstance(self.sparsity, (int, float)) or not 0 <= self.sparsity < 1:
                 raise ConfigError(f"sparsity={self.sparsity!r} must be a number in [0, 1), e.g. 0.5.")
-        if m in PRUNE_METHODS:
+        if m in pruning:
             if nm is not None:
                 n_, m_ = nm
                 if self.sparsity not in (None, 0) and not math.isclose(self.sparsity, n_ / m_):
@@ -228,18 +232,19 @@ class CompressConfig:
                 what = f"sparsity={self.sparsity!r}" if self.sparsity not in (None, 0) else f"structure={self.structure!r}"
                 raise ConfigError(
                     f"{what} does not apply to method={m!r}. Fix: remove it, or use a pruning method "
-                    f"({', '.join(PRUNE_METHODS)})."
+                    f"({', '.join(pruning)})."
                 )
         if self.quantize_after is not None:
-            _choice(self.quantize_after, ("rtn", "gptq"), "quantize_after")
-            if m not in PRUNE_METHODS:
+            _choice(self.quantize_after, tuple(x.name for x in methods.METHODS.values() if x.follows_pruning),
+                    "quantize_after")
+            if m not in pruning:
                 raise ConfigError(
                     f"quantize_after={self.quantize_after!r} follows a pruning method; method={m!r} is not one. "
                     f"Fix: use method: {self.quantize_after} alone, or a pruning method."
                 )
-        quant = self.quantize_after or (m if m in QUANT_BITS else None)
+        quant = self.quantize_after or (m if methods.get(m).bits else None)
         if quant is not None:
-            allowed = QUANT_BITS[quant]
+            allowed = methods.get(quant).bits
             if self.bits is None and len(allowed) == 1:
                 object.__setattr__(self, "bits", allowed[0])
             if self.bits not in allowed:
@@ -265,14 +270,9 @@ class CompressConfig:
     def target_sparsity(self) -> float:
         """The sparsity the method aims at: N/M for N:M, else `sparsity` (0 for non-pruning methods)."""
         nm = self.nm
-        if self.method in PRUNE_METHODS and nm is not None:
+        if methods.family(self.method) == "prune" and nm is not None:
             return nm[0] / nm[1]
         return float(self.sparsity or 0.0)
-
-    @property
-    def needs_calibration(self) -> bool:
-        """Whether the method reads calibration data."""
-        return self.method in ("wanda", "sparsegpt", "gptq", "awq") or self.quantize_after == "gptq"
 
     @property
     def slug(self) -> str:
@@ -280,7 +280,7 @@ class CompressConfig:
         m = self.method
         if m == "dense":
             return "dense"
-        if m in PRUNE_METHODS:
+        if methods.family(m) == "prune":
             nm = self.nm
             s = f"{m}-{nm[0]}of{nm[1]}" if nm else f"{m}-{self.target_sparsity:.2f}"
             if m == "magnitude" and self.magnitude_scope == "row":

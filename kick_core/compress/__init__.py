@@ -3,7 +3,8 @@
 ``COMPRESSORS`` maps method names to :class:`~kick_core.compress.layerwise.Compressor` entries;
 calibrated ones run on the one layer-sequential driver (:mod:`~kick_core.compress.layerwise`),
 statistics-free ones on each weight alone. A new method is a module with a ``solve`` function
-and a ``COMPRESSOR`` entry added here. ``quantize_after`` composes a pruner with rtn/gptq
+and a ``COMPRESSOR`` entry, registered in the method table (:mod:`kick_core.methods`); the config
+and this registry both read that table. ``quantize_after`` composes a pruner with rtn/gptq
 (:func:`~kick_core.compress.quantised.then_quantise`). bitsandbytes methods quantise while the
 model loads (:mod:`~kick_core.compress.bnb`); ``compress`` only measures such a model. For a
 cached, reloadable result from a config use :func:`kick_core.compress.cache.load_or_compress`.
@@ -19,36 +20,40 @@ from typing import Any
 import torch
 from torch import nn
 
-from kick_core.compress import awq, gptq, magnitude, rtn, sparsegpt, wanda
+import importlib
+
 from kick_core.compress.layerwise import Compressor, LayerResult, run_layerwise, solve_uncalibrated
 from kick_core.compress.masks import check_nm
 from kick_core.compress.quantised import layer_stored_bits, quant_spec, storage_format, then_quantise
 from kick_core.compress.report import (DENSE, FAKE_QUANT, CompressionReport, bnb_numerics, log_sanity, measure_size,
                                        measure_sparsity)
-from kick_core.config import BNB_METHODS, PRUNE_METHODS, CompressConfig
+from kick_core import methods
+from kick_core.config import CompressConfig
 from kick_core.errors import ConfigError, HardwareError, lookup
 from kick_core.log import StageTimes, timed
 from kick_core.models import compression_scope, decoder_blocks, decoder_blocks_path, linear_layers, weight_view
 
 log = logging.getLogger(__name__)
 
-COMPRESSORS: dict[str, Compressor] = {
-    "dense": Compressor("dense", None, description="no compression (identity)"),
-    "magnitude": magnitude.COMPRESSOR,
-    "wanda": wanda.COMPRESSOR,
-    "sparsegpt": sparsegpt.COMPRESSOR,
-    "rtn": rtn.COMPRESSOR,
-    "gptq": gptq.COMPRESSOR,
-    "awq": awq.COMPRESSOR,
-    **{m: Compressor(m, None, description=f"bitsandbytes {mode}, quantised while loading (real kernels)")
-       for m, mode in (("bnb_int8", "LLM.int8()"), ("bnb_nf4", "NF4"), ("bnb_fp4", "FP4"))},
-}
-"""Method name -> Compressor. bnb_* entries have no solve step: the model is quantised by
-``from_pretrained`` (see :func:`kick_core.compress.cache.load_or_compress`)."""
+def _build(method: methods.Method) -> Compressor:
+    if method.compressor is None:  # dense; load-time methods (the model is quantised by from_pretrained)
+        return Compressor(method.name, None, description=method.description)
+    module, _, attr = method.compressor.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+COMPRESSORS: dict[str, Compressor] = {m.name: _build(m) for m in methods.METHODS.values()}
+"""Method name -> Compressor, built from the method table. Load-time (bnb_*) entries have no solve
+step: the model is quantised by ``from_pretrained`` (see :func:`kick_core.compress.cache.load_or_compress`)."""
 
 
 def get_compressor(method: str) -> Compressor:
-    """The registry entry for `method` (UnknownNameError with close matches otherwise)."""
+    """The registry entry for `method` (UnknownNameError with close matches otherwise).
+
+    A method registered in the table after import is built on first use.
+    """
+    if method not in COMPRESSORS and method in methods.METHODS:
+        COMPRESSORS[method] = _build(methods.METHODS[method])
     return lookup(COMPRESSORS, method, "compression method")
 
 
@@ -63,7 +68,7 @@ def resolve(cfg: CompressConfig) -> Compressor:
 def validate(model: nn.Module, cfg: CompressConfig) -> Compressor:
     """Check `cfg` against the registry and the model's shapes before any heavy work."""
     compressor = resolve(cfg)
-    if cfg.method in BNB_METHODS:
+    if methods.family(cfg.method) == "load-time":
         from kick_core.compress import bnb
 
         mode = bnb.MODES[cfg.method]
@@ -87,7 +92,7 @@ def validate(model: nn.Module, cfg: CompressConfig) -> Compressor:
                     "device_map). Compression rewrites every decoder weight in place, so the model must fit in "
                     "GPU + CPU memory without disk offload. Fix: load it on fewer, larger devices or on the CPU."
                 )
-            if cfg.method in PRUNE_METHODS and cfg.nm is not None:
+            if methods.family(cfg.method) == "prune" and cfg.nm is not None:
                 check_nm(W.shape[1], *cfg.nm, name=f"{prefix}.{i}.{name}")
     return compressor
 
@@ -120,7 +125,7 @@ def compress(model: nn.Module, tokenizer: Any, cfg: CompressConfig, *, calib: An
     acts = compressor.solve is not None and (cfg.nm is not None or target > 0 or cfg.bits is not None)
     outcomes: dict[str, Any] = {}
     calib_info = None
-    if cfg.method in BNB_METHODS:
+    if methods.family(cfg.method) == "load-time":
         log.info("%s: quantised by bitsandbytes while loading; measuring it", cfg.method)
     elif not acts:
         log.info("%s: nothing to compress (target sparsity %g)", cfg.method, target)
@@ -143,7 +148,7 @@ def compress(model: nn.Module, tokenizer: Any, cfg: CompressConfig, *, calib: An
         with timed(f"compress/{cfg.method}", times):
             outcomes = solve_uncalibrated(model, compressor, cfg, progress=progress)
     with timed("compress/measure", times):
-        if cfg.method in BNB_METHODS:
+        if methods.family(cfg.method) == "load-time":
             from kick_core.compress import bnb
 
             mode = bnb.MODES[cfg.method]

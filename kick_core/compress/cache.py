@@ -35,7 +35,8 @@ from torch import nn
 
 from kick_core.compress import compress, resolve
 from kick_core.compress.report import CompressionReport, log_sanity
-from kick_core.config import BNB_METHODS, CompressConfig, ModelConfig
+from kick_core import methods
+from kick_core.config import CompressConfig, ModelConfig
 from kick_core.errors import KickError
 from kick_core.log import StageTimes, timed
 from kick_core.models import decoder_blocks, decoder_blocks_path, fingerprint, linear_layers, load_model, resolve_device
@@ -112,7 +113,7 @@ def load_or_compress(model_cfg: ModelConfig, compress_cfg: CompressConfig, *, ca
         (model, tokenizer, report); ``report.cached`` says whether the weights came from the cache.
     """
     resolve(compress_cfg)  # fail on an unknown method before loading anything
-    if compress_cfg.method in BNB_METHODS:
+    if methods.family(compress_cfg.method) == "load-time":
         return _load_bnb(model_cfg, compress_cfg)
     model, tokenizer = load_model(model_cfg)
     if compress_cfg.method == "dense":

@@ -24,7 +24,8 @@ from torch import nn
 
 from kick_core.compress import gptq, rtn
 from kick_core.compress.layerwise import Compressor, LayerResult
-from kick_core.config import CompressConfig, QUANT_METHODS
+from kick_core import methods
+from kick_core.config import CompressConfig
 from kick_core.models import weight_view
 
 SCALE_BITS = 16
@@ -50,7 +51,7 @@ def then_quantise(prune: Compressor, quant: str) -> Compressor:
 
 def scheme(cfg: CompressConfig) -> str | None:
     """The fake-quant scheme of `cfg` (rtn, gptq, awq), or None."""
-    return cfg.quantize_after or (cfg.method if cfg.method in QUANT_METHODS else None)
+    return cfg.quantize_after or (cfg.method if methods.family(cfg.method) == "quantise" else None)
 
 
 def quant_spec(cfg: CompressConfig) -> dict[str, Any] | None:

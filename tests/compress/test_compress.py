@@ -8,7 +8,7 @@ import logging
 import pytest
 import torch
 
-from kick_core.compress import COMPRESSORS, compress
+from kick_core.compress import COMPRESSORS, Compressor, compress
 from kick_core.config import CompressConfig
 from kick_core.data import from_ids
 from kick_core.errors import ConfigError, UnknownNameError
@@ -137,3 +137,35 @@ def test_calibration_may_be_a_plain_id_tensor(tok):
     ids = _calib().input_ids
     report = compress(tiny_model("llama"), tok, CompressConfig(method="wanda", sparsity=0.5), calib=ids, progress=False)
     assert report.calibration["sha256"] == _calib().sha256 and report.calibration["dataset"] == "custom"
+
+
+def test_a_method_registered_in_the_table_is_accepted_by_the_config_and_runs(tok):
+    """The method table is the one place: registering a module's COMPRESSOR there needs no other edit."""
+    from kick_core import methods
+    from kick_core.config import RunConfig
+
+    row = methods.register(methods.Method("halfzero", "prune", compressor=f"{__name__}:HALF_ZERO",
+                                          description="zero the first half of every row (test only)"))
+    try:
+        cfg = CompressConfig(method="halfzero", sparsity=0.5)
+        assert cfg.slug == "halfzero-0.50" and cfg.target_sparsity == 0.5
+        assert RunConfig.from_flat(method="halfzero", sparsity=0.5).run_id.split("__")[2] == "halfzero-0.50"
+        with pytest.raises(ConfigError, match="needs a sparsity"):
+            CompressConfig(method="halfzero")
+        report = compress(tiny_model("llama"), tok, cfg, progress=False)
+        assert report.sparsity["overall"] == pytest.approx(0.5, abs=0.01)
+    finally:
+        del methods.METHODS[row.name]
+    with pytest.raises(ConfigError, match="halfzero"):
+        CompressConfig(method="halfzero", sparsity=0.5)
+
+
+def _half_zero(W, stats, cfg):
+    from kick_core.compress import LayerResult
+
+    out = W.clone()
+    out[:, : W.shape[1] // 2] = 0
+    return LayerResult(out)
+
+
+HALF_ZERO = Compressor("halfzero", _half_zero, description="test only")
