@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from kick_core.compress.layerwise import Compressor, LayerResult
+from kick_core.compress.obs import obs_sweep
 from kick_core.compress.rtn import QuantGrid, find_params, quantize
 from kick_core.compress.stats import fix_dead_columns, inverse_hessian_cholesky
 from kick_core.config import CompressConfig
@@ -56,34 +57,18 @@ def quantize_weight(W: torch.Tensor, H: torch.Tensor, bits: int, group_size: int
         s, z = find_params(W, bits, symmetric)
         scales[:, 0], zeros[:, 0] = s, z
     Hinv = inverse_hessian_cholesky(H, percdamp)
-    Q = torch.zeros_like(W)
-    loss = torch.zeros(out, device=W.device)
-    for i1 in range(0, cols, blocksize):
-        i2 = min(i1 + blocksize, cols)
-        W1 = W[:, i1:i2].clone()
-        Q1 = torch.zeros_like(W1)
-        Err1 = torch.zeros_like(W1)
-        Hinv1 = Hinv[i1:i2, i1:i2]
-        for i in range(i2 - i1):
-            col = i1 + i
-            if gs != cols and col % gs == 0:
-                # As the reference code: the group's grid comes from W, whose columns in this block
-                # are still as they were when the block started (identical when gs == blocksize).
-                s, z = find_params(W[:, col:col + gs], bits, symmetric)
-                scales[:, col // gs], zeros[:, col // gs] = s, z
-            w = W1[:, i]
-            d = Hinv1[i, i]
-            g = col // gs
-            q = quantize(w, scales[:, g], zeros[:, g], maxq)
-            if mask is not None:
-                q = q.masked_fill(mask[:, col], 0.0)
-            Q1[:, i] = q
-            loss += (w - q) ** 2 / d**2 / 2
-            err = (w - q) / d
-            W1[:, i:] -= err.unsqueeze(1) @ Hinv1[i, i:].unsqueeze(0)
-            Err1[:, i] = err
-        Q[:, i1:i2] = Q1
-        W[:, i2:] -= Err1 @ Hinv[i1:i2, i2:]
+
+    def target(col: int, i: int, w: torch.Tensor, W1: torch.Tensor) -> torch.Tensor:
+        if gs != cols and col % gs == 0:
+            # As the reference code: the group's grid comes from W, whose columns in this block
+            # are still as they were when the block started (identical when gs == blocksize).
+            s, z = find_params(W[:, col:col + gs], bits, symmetric)
+            scales[:, col // gs], zeros[:, col // gs] = s, z
+        g = col // gs
+        q = quantize(w, scales[:, g], zeros[:, g], maxq)
+        return q.masked_fill(mask[:, col], 0.0) if mask is not None else q
+
+    Q, loss = obs_sweep(W, Hinv, blocksize, target)
     if perm is not None:
         inv = torch.argsort(perm)
         Q = Q[:, inv]

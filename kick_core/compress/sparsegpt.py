@@ -22,6 +22,7 @@ import torch
 
 from kick_core.compress.layerwise import Compressor, LayerResult
 from kick_core.compress.masks import nm_mask, unstructured_mask
+from kick_core.compress.obs import obs_sweep
 from kick_core.compress.stats import fix_dead_columns, inverse_hessian_cholesky
 from kick_core.config import CompressConfig
 from kick_core.errors import ConfigError
@@ -37,36 +38,24 @@ def prune_weight(W: torch.Tensor, H: torch.Tensor, sparsity: float, nm: tuple[in
         )
     W = W.float().clone()
     H = H.float().clone()
-    rows, cols = W.shape
     fix_dead_columns(W, H)
     Hinv = inverse_hessian_cholesky(H, percdamp)
-    losses = torch.zeros(rows, device=W.device)
-    for i1 in range(0, cols, blocksize):
-        i2 = min(i1 + blocksize, cols)
-        W1 = W[:, i1:i2].clone()  # (out, b)
-        Q1 = torch.zeros_like(W1)
-        Err1 = torch.zeros_like(W1)
-        Hinv1 = Hinv[i1:i2, i1:i2]  # (b, b)
-        d1 = torch.diag(Hinv1)  # (b,)
-        if nm is None:
-            mask1 = unstructured_mask(W1**2 / d1.reshape(1, -1) ** 2, sparsity)
-        else:
-            mask1 = torch.zeros_like(W1, dtype=torch.bool)
-        for i in range(i2 - i1):
-            if nm is not None and i % nm[1] == 0:
-                j = i + nm[1]
-                mask1[:, i:j] = nm_mask(W1[:, i:j] ** 2 / d1[i:j].reshape(1, -1) ** 2, *nm)
-            w = W1[:, i]
-            d = Hinv1[i, i]
-            q = w.masked_fill(mask1[:, i], 0.0)
-            Q1[:, i] = q
-            losses += (w - q) ** 2 / d**2 / 2
-            err = (w - q) / d
-            W1[:, i:] -= err.unsqueeze(1) @ Hinv1[i, i:].unsqueeze(0)
-            Err1[:, i] = err
-        W[:, i1:i2] = Q1
-        W[:, i2:] -= Err1 @ Hinv[i1:i2, i2:]
-    return W, float(losses.sum())
+    block: dict[str, torch.Tensor] = {}  # the current block's mask and diag(Hinv1)
+
+    def start_block(i1: int, i2: int, W1: torch.Tensor, Hinv1: torch.Tensor) -> None:
+        d1 = block["d1"] = torch.diag(Hinv1)  # (b,)
+        block["mask"] = (unstructured_mask(W1**2 / d1.reshape(1, -1) ** 2, sparsity) if nm is None
+                         else torch.zeros_like(W1, dtype=torch.bool))
+
+    def target(col: int, i: int, w: torch.Tensor, W1: torch.Tensor) -> torch.Tensor:
+        mask1 = block["mask"]
+        if nm is not None and i % nm[1] == 0:  # N:M: each group's mask from its current weights
+            j = i + nm[1]
+            mask1[:, i:j] = nm_mask(W1[:, i:j] ** 2 / block["d1"][i:j].reshape(1, -1) ** 2, *nm)
+        return w.masked_fill(mask1[:, i], 0.0)
+
+    Q, losses = obs_sweep(W, Hinv, blocksize, target, start_block)
+    return Q, float(losses.sum())
 
 
 def solve(W: torch.Tensor, stats: Mapping[str, Any], cfg: CompressConfig) -> LayerResult:
