@@ -1,9 +1,9 @@
 """Figures and small tables for the notebooks (seaborn); every function takes plain data and returns it drawn.
 
 Experiment notebooks show one run (:func:`metrics_frame`, :func:`plot_run_metrics`,
-:func:`plot_layer_sparsity`); report notebooks show a study from :func:`kick_core.results.load_runs`
-(:func:`plot_metric_vs_sparsity`, :func:`plot_nm`, :func:`plot_quantisation`,
-:func:`plot_perplexity_vs_tasks`). Error bars are the runs' own bootstrap 95% CIs, never recomputed.
+:func:`plot_layer_sparsity`). For a study from :func:`kick_core.results.load_runs` this module picks
+each run's headline metric(s) (:func:`primary`) and tabulates them (:func:`summary_table`); the
+study's figures are :mod:`kick_core.figures`. Error bars are the runs' own bootstrap 95% CIs, never recomputed.
 """
 
 from __future__ import annotations
@@ -12,8 +12,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
-
-from kick_core.config import PRUNE_METHODS, QUANT_BITS
 
 _METRIC_COLS = ["metric", "value", "ci_low", "ci_high", "n", "higher_is_better"]
 
@@ -94,7 +92,7 @@ def plot_layer_sparsity(report: Any, target: float | None = None):
 
 
 # -- study figures ----------------------------------------------------------------------------------
-EXTRA_PANELS: dict[str, tuple[str, ...]] = {"icr_qa": ("exact_match_closed",)}
+EXTRA_PANELS: dict[str, tuple[str, ...]] = {"icr_qa": ("exact_match_closed", "em_closed")}
 """Metrics drawn beside a task's headline metric: ICR-QA is the paper's closed- vs open-book contrast."""
 
 
@@ -119,111 +117,3 @@ def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
                   for v, lo, hi in zip(df["value"], df["ci_low"], df["ci_high"])]
     df["task"] = df["task"] + " (" + df["metric"] + ", " + df["protocol"] + ")"
     return df.pivot_table(index="task", columns="slug", values="cell", aggfunc="first")
-
-
-def _empty(message: str):
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 1))
-    ax.text(0.5, 0.5, message, ha="center", va="center")
-    ax.set_axis_off()
-    return fig
-
-
-def _errbars(data: pd.DataFrame, x: str, color=None, label=None, **_: Any) -> None:
-    import matplotlib.pyplot as plt
-
-    data = data.sort_values(x)
-    plt.gca().errorbar(data[x], data["value"], yerr=_yerr(data), marker="o", capsize=3, color=color, label=label)
-
-
-def _dense_lines(grid, dense: pd.DataFrame, col: str = "panel") -> None:
-    for name, ax in grid.axes_dict.items():
-        ref = dense[dense[col] == name]
-        if not ref.empty:
-            ax.axhline(ref["value"].mean(), ls="--", color="k", lw=1, label="dense")
-
-
-def plot_metric_vs_sparsity(runs: pd.DataFrame, *, exclude: tuple[str, ...] = ("perplexity",)):
-    """Headline metric vs unstructured sparsity, one panel per task, a line per pruning method, dense dashed."""
-    import seaborn as sns
-
-    df = primary(runs)
-    df = df[~df["task"].isin(exclude)]
-    pruned = df[df["method"].isin(PRUNE_METHODS) & (df["structure"] == "unstructured")]
-    dense = df[df["method"] == "dense"]
-    if pruned.empty:
-        return _empty("no unstructured pruning runs in these results")
-    # dense is sparsity 0 of every method's curve
-    curves = pd.concat([pruned] + [dense.assign(method=m) for m in pruned["method"].unique()])
-    grid = sns.FacetGrid(curves, col="panel", hue="method", sharey=False, height=3, aspect=1.1,
-                         col_wrap=min(3, curves["panel"].nunique()))
-    grid.map_dataframe(_errbars, x="sparsity")
-    _dense_lines(grid, dense)
-    grid.add_legend()
-    grid.set_axis_labels("sparsity", "headline metric")
-    return grid.figure
-
-
-def plot_nm(runs: pd.DataFrame):
-    """N:M structured runs vs dense: one bar group per task (values with CIs)."""
-    return _bars(primary(runs), primary(runs)["structure"] != "unstructured", "no N:M runs in these results")
-
-
-def plot_quantisation(runs: pd.DataFrame):
-    """Quantised runs (rtn/gptq/awq/bnb) vs dense, one bar group per task."""
-    df = primary(runs)
-    return _bars(df, df["method"].isin(list(QUANT_BITS)), "no quantisation runs in these results")
-
-
-def _bars(df: pd.DataFrame, mask: pd.Series, message: str):
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    sel = pd.concat([df[df["method"] == "dense"], df[mask]])
-    if df[mask].empty:
-        return _empty(message)
-    panels = list(dict.fromkeys(sel["panel"]))
-    ncols = min(4, len(panels))
-    nrows = -(-len(panels) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.4 * ncols, 3 * nrows), squeeze=False)
-    for ax in axes.flat[len(panels):]:
-        ax.set_axis_off()
-    for ax, panel in zip(axes.flat, panels):
-        d = sel[sel["panel"] == panel].groupby("slug", as_index=False, sort=False).first()
-        sns.barplot(data=d, x="slug", y="value", hue="slug", ax=ax, legend=False)
-        ax.errorbar(range(len(d)), d["value"], yerr=_yerr(d), fmt="none", color="k", capsize=3)
-        ax.set(title=f"{d['task'].iloc[0]} ({d['metric'].iloc[0]})", xlabel="", ylabel="headline metric")
-        ax.tick_params(axis="x", rotation=45)
-    fig.tight_layout()
-    return fig
-
-
-def relative_to_dense(runs: pd.DataFrame) -> pd.DataFrame:
-    """Headline metrics as the fraction of dense quality kept (value/dense, or dense/value when lower is better)."""
-    df = primary(runs)
-    keys = ["task", "metric", "protocol", "model", "seed"]
-    dense = df[df["method"] == "dense"][keys + ["value"]].rename(columns={"value": "dense_value"})
-    out = df.merge(dense, on=keys, how="inner")
-    lower = out["higher_is_better"].eq(False)
-    out["kept"] = out["value"] / out["dense_value"]
-    out.loc[lower, "kept"] = out.loc[lower, "dense_value"] / out.loc[lower, "value"]
-    return out
-
-
-def plot_perplexity_vs_tasks(runs: pd.DataFrame):
-    """Fraction of dense quality kept vs sparsity, per method: perplexity beside the task metrics."""
-    import seaborn as sns
-
-    df = relative_to_dense(runs)
-    df = df[(df["structure"] == "unstructured") & df["method"].isin(("dense", *PRUNE_METHODS))]
-    pruned = df[df["method"] != "dense"]
-    if pruned.empty or "perplexity" not in set(df["task"]):
-        return _empty("needs dense, pruned and perplexity runs")
-    curves = pd.concat([pruned] + [df[df["method"] == "dense"].assign(method=m) for m in pruned["method"].unique()])
-    grid = sns.relplot(data=curves, x="sparsity", y="kept", hue="panel", col="method", kind="line", marker="o",
-                       height=3, aspect=1.1, facet_kws={"sharey": True})
-    for ax in grid.axes.flat:
-        ax.axhline(0.95, ls=":", color="k", lw=1)
-    grid.set_axis_labels("sparsity", "fraction of dense kept")
-    return grid.figure

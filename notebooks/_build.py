@@ -289,31 +289,47 @@ def compress_notebook():
 REPORT_PARAMS = "results_dir: str = 'results/demo'  # a study folder (or any folder of run records)"
 
 
+FIGURES_PARAM = ("figures_dir: str = ''  # PNG + SVG copies of the figures; empty means <results_dir>/report/figures "
+                 "(kick run and kick report set it)")
+
+
 def report_figures():
+    from kick_core.figures import CAPTIONS
+
+    def figure(call: str, name: str) -> str:
+        return f"fig = {call}\nfigures.save_figure(fig, figures_dir, {name!r});"
+
     return notebook([
-        md("# Report: task metrics vs compression\n\n*The study's figures from the run records of one "
+        md("# Report: what compression costs, task by task\n\n*The study's figures from the run records of one "
            "results folder; executed by `kick run` at the end of a study and by `kick report <dir>`. "
-           "Never loads a model.*\n\n"
-           "Each panel is a task's headline metric against sparsity, one line per method, with bootstrap "
-           "95% CIs and the dense model as a dashed line. N:M and quantisation get their own panels, and "
-           "perplexity sits beside the task metrics, as relative change from dense, to show where it "
-           "misleads. The last table applies the paper's *matching* rule (within 5% of dense) with a "
-           "paired test per example, so a verdict can also be *inconclusive*."),
-        code("from kick_core.explorer import matching_table\nfrom kick_core.plots import "
-             "plot_metric_vs_sparsity, plot_nm, plot_perplexity_vs_tasks, plot_quantisation, summary_table\n"
-             "from kick_core.results import load_runs"),
-        code(REPORT_PARAMS, "parameters"),
-        code("runs = load_runs(results_dir)\nsummary_table(runs)"),
-        md("## Headline metric vs unstructured sparsity"),
-        code("plot_metric_vs_sparsity(runs);"),
-        md("## N:M structured sparsity"),
-        code("plot_nm(runs);"),
-        md("## Quantisation"),
-        code("plot_quantisation(runs);"),
-        md("## Perplexity beside the task metrics (relative change from dense)"),
-        code("plot_perplexity_vs_tasks(runs);"),
-        md("## Matching regime (paired against the dense run of the same task and model)"),
-        code("matching_table(runs)"),
+           "Never loads a model. Each figure is also saved as PNG and SVG in `figures_dir`.*\n\n"
+           "The study's point in one figure first: perplexity barely moves at compression levels where "
+           "closed-book knowledge has already fallen. Then each metric in its own units (with chance and "
+           "the open-book copy baseline), N:M against unstructured sparsity, and the paper's *matching* rule "
+           "(within 5% of dense) as a heat map, with a paired test per example, so a verdict can also be "
+           "*inconclusive*."),
+        code("import os\n\nfrom kick_core import figures\nfrom kick_core.explorer import matching_table\n"
+             "from kick_core.plots import summary_table\nfrom kick_core.results import load_runs"),
+        code(f"{REPORT_PARAMS}\n{FIGURES_PARAM}", "parameters"),
+        code("runs = load_runs(results_dir)\n"
+             "figures_dir = figures_dir or os.path.join(results_dir, 'report', 'figures')\nsummary_table(runs)"),
+        md("## 1. Every task and perplexity as a fraction of dense\n\nOne line per task, one panel per method; "
+           "shaded: within 5% of dense. Look at 50% sparsity: is the black perplexity line still in the band "
+           "where the warm-coloured closed-book lines have left it?\n\n" + CAPTIONS["headline"]),
+        code(figure("figures.plot_headline(runs)", "1_headline")),
+        md("## 2. Each metric against unstructured sparsity\n\n" + CAPTIONS["sparsity"]),
+        code("baselines = figures.copy_baselines(runs)  # open book: copying any same-type name from the page\n"
+             + figure("figures.plot_vs_compression(runs, 'sparsity', baselines=baselines)", "2_vs_sparsity")),
+        md("## 3. Each metric against weight bits (quantisation)\n\n" + CAPTIONS["bits"]),
+        code(figure("figures.plot_vs_compression(runs, 'bits', baselines=baselines)", "3_vs_bits")),
+        md("## 4. N:M against unstructured sparsity at the same level\n\n" + CAPTIONS["nm"]),
+        code(figure("figures.plot_nm_vs_unstructured(runs)", "4_nm_vs_unstructured")),
+        md("## 5. Matching regime (paired against the dense run of the same task and model)\n\n"
+           + CAPTIONS["matching"]),
+        code("matching = matching_table(runs)\n"
+             + figure("figures.plot_matching_heatmap(matching, runs)", "5_matching")),
+        md("The same table in full: flips (right to wrong, wrong to right), McNemar p, ratio and its CI per run."),
+        code("matching"),
     ])
 
 

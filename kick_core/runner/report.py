@@ -14,6 +14,8 @@ log = logging.getLogger(__name__)
 
 REPORTS = ("report_figures", "report_explorer")
 """The report notebooks run at the end of every study (``notebooks/<name>.ipynb``)."""
+FIGURES = "figures"
+"""Folder beside the report HTML where the report figures are saved as PNG and SVG."""
 
 
 def export_html(notebook: str | Path, html_path: str | Path | None = None) -> Path:
@@ -33,8 +35,9 @@ def run_reports(results_dir: str | Path, out_dir: str | Path | None = None, *,
                 html: bool = True) -> list[Path]:
     """Execute the report notebooks on ``results_dir`` into ``out_dir`` (default ``results_dir/report``).
 
-    Returns the executed notebooks (and their HTML). A report that fails is logged and kept (its
-    executed notebook shows the failing cell); the others still run. Nothing runs without ok runs.
+    Returns the executed notebooks (and their HTML). A notebook with a ``figures_dir`` parameter
+    also saves its figures as PNG + SVG in ``<out_dir>/figures/``. A report that fails is logged and
+    kept (its executed notebook shows the failing cell); the others still run. Nothing runs without ok runs.
     """
     import papermill
 
@@ -48,9 +51,12 @@ def run_reports(results_dir: str | Path, out_dir: str | Path | None = None, *,
     for name in reports:
         src = Path(notebooks_dir or NOTEBOOKS_DIR) / f"{name}.ipynb"
         dst = out / f"{name}.ipynb"
+        parameters = {"results_dir": str(results_dir)}
         try:
+            if "figures_dir" in papermill.inspect_notebook(str(src)):
+                parameters["figures_dir"] = str((out / FIGURES).resolve())
             with kernel_env(1):
-                papermill.execute_notebook(str(src), str(dst), parameters={"results_dir": str(results_dir)},
+                papermill.execute_notebook(str(src), str(dst), parameters=parameters,
                                            progress_bar=False, kernel_name="python3",
                                            kernel_manager_class=ipc_kernel_manager())
         except Exception as err:  # noqa: BLE001 - one broken report must not hide the other

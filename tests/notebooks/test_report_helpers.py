@@ -8,7 +8,9 @@ import types
 import matplotlib
 import pytest
 
-from kick_core import explorer, plots
+import pandas as pd
+
+from kick_core import explorer, figures, plots
 from kick_core.config import RunConfig
 from kick_core.results import load_examples, load_runs, read_record, write_run
 
@@ -42,15 +44,19 @@ def test_write_run_records_metrics_compression_timings_and_tokens(tmp_path):
     assert rec["compression"]["sparsity"]["overall"] == 0.5 and load_examples(tmp_path) == [{"id": "q1", "scores": {"acc": 1}}]
 
 
-def test_report_figures_draw_one_panel_per_task(fixture_runs):
+def test_report_figures_draw_the_fixture_study(fixture_runs):
     runs = load_runs(fixture_runs)
-    fig = plots.plot_metric_vs_sparsity(runs)
-    assert len([ax for ax in fig.axes if ax.get_title()]) == 2  # factoid_qa, mcq (perplexity has its own plot)
-    assert len(plots.plot_nm(runs).axes) == 3
-    assert plots.plot_quantisation(runs).axes[0].texts  # no quantised run: says so instead of an empty plot
-    kept = plots.relative_to_dense(runs)
-    ppl = kept[(kept["task"] == "perplexity") & (kept["slug"] == "magnitude-0.50")]["kept"].iloc[0]
+    fig = figures.plot_vs_compression(runs, "sparsity")
+    assert [ax.get_title() for ax in fig.axes if ax.get_title()] == [
+        "Closed-book factoid QA \u2014 exact match", "Multiple-choice QA (MMLU) \u2014 accuracy", "Perplexity"]
+    assert [ax.get_title() for ax in figures.plot_headline(runs).axes if ax.get_title()] == ["Magnitude", "Wanda"]
+    assert len([ax for ax in figures.plot_nm_vs_unstructured(runs).axes if ax.get_title()]) == 3
+    assert figures.plot_vs_compression(runs, "bits").axes[0].texts  # no quantised run: says so instead of an empty plot
+    rel = figures.relative_frame(runs)
+    ppl = rel[(rel["task"] == "perplexity") & (rel["slug"] == "magnitude-0.50")]["ratio"].iloc[0]
     assert 0 < ppl < 1  # perplexity went up: less than all of dense quality kept
+    cells = figures.heatmap_frame(pd.DataFrame(), runs)  # perplexity alone: the paired test over windows
+    assert len(cells) == 5 and set(cells["panel"]) == {"Perplexity"}
 
 
 def test_summary_table_has_a_row_per_task_and_a_column_per_compression(fixture_runs):

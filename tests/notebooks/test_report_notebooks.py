@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import stat
 
 import pytest
 
@@ -20,9 +22,17 @@ def test_explorer_report_executes_and_exports_self_contained_html(fixture_runs):
 
 @pytest.mark.skipif(not HAS_STATS, reason="kick_core.stats.paired_analysis (matching table) not merged yet")
 def test_figures_report_executes_with_embedded_images(fixture_runs):
-    written = run_reports(fixture_runs, reports=["report_figures"])
+    old = os.umask(0o022)
+    try:
+        written = run_reports(fixture_runs, reports=["report_figures"])
+    finally:
+        os.umask(old)
     assert [p.name for p in written] == ["report_figures.ipynb", "report_figures.html"]
-    assert written[1].read_text().count("data:image/png;base64") >= 4
+    assert written[1].read_text().count("data:image/png;base64") >= 5
+    saved = sorted(p.name for p in (written[1].parent / "figures").iterdir())
+    assert saved == [f"{n}.{ext}" for n in ("1_headline", "2_vs_sparsity", "3_vs_bits", "4_nm_vs_unstructured",
+                                            "5_matching") for ext in ("png", "svg")]
+    assert stat.S_IMODE(written[1].stat().st_mode) == 0o644  # readable when copied to a shared server
 
 
 def test_a_results_folder_without_runs_gives_no_report(tmp_path):
