@@ -17,7 +17,7 @@ from kick_core.errors import MissingDependencyError
 from kick_core.results import load_examples
 from kick_core.stats import example_score
 
-_KEYS = ["task", "metric", "protocol", "model", "seed"]
+_KEYS = ["task", "variant", "metric", "protocol", "model", "seed"]
 
 
 CORPUS_TASKS = ("perplexity",)
@@ -32,6 +32,8 @@ def dense_pairs(runs: pd.DataFrame, *, exclude: Sequence[str] = CORPUS_TASKS) ->
     from kick_core.plots import primary
 
     df = primary(runs)
+    if "variant" not in df:
+        df = df.assign(variant="")
     df = df[~df["task"].isin(list(exclude))]
     dense = df[df["method"] == "dense"][_KEYS + ["run_id", "run_dir", "value"]]
     comp = df[df["method"] != "dense"]
@@ -132,8 +134,9 @@ def matching_table(runs: pd.DataFrame, *, tolerance: float = 0.05, n_bootstrap: 
     for p in dense_pairs(runs).itertuples():
         res = paired_analysis(load_examples(p.run_dir_dense), load_examples(p.run_dir), p.metric,
                               n_bootstrap=n_bootstrap, seed=seed, tolerance=tolerance)
-        rows.append({"task": p.task, "protocol": p.protocol, "compression": p.slug, "sparsity": p.sparsity,
-                     "metric": p.metric, "dense": p.value_dense, "compressed": p.value, **_flatten(res)})
+        rows.append({"task": p.task, "variant": p.variant, "protocol": p.protocol, "compression": p.slug,
+                     "sparsity": p.sparsity, "metric": p.metric, "dense": p.value_dense, "compressed": p.value,
+                     **_flatten(res)})
     return pd.DataFrame(rows)
 
 

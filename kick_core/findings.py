@@ -212,13 +212,22 @@ def _targets(runs: pd.DataFrame) -> list[tuple[str, str]]:
     return sorted(set(out))
 
 
+def _target_runs(runs: pd.DataFrame):
+    """(task, metric, variant, its runs) per headline target and variant (e.g. MMLU letter and cloze apart)."""
+    for task, metric in _targets(runs):
+        sel = _runs(runs, task, metric)
+        variants = sel["variant"] if "variant" in sel else pd.Series("", index=sel.index)
+        for variant in sorted(set(variants.fillna(""))):
+            yield task, metric, variant, sel[variants.fillna("") == variant]
+
+
 def _compare(runs: pd.DataFrame, pairs: Sequence[tuple[pd.Series, pd.Series]], task: str, metric: str,
-             n_bootstrap: int, seed: int) -> list[dict[str, Any]]:
+             n_bootstrap: int, seed: int, variant: str = "") -> list[dict[str, Any]]:
     rows = []
     for a, b in pairs:
         res = _difference(a["run_dir"], b["run_dir"], task, metric, n_bootstrap=n_bootstrap, seed=seed)
         lo, hi = res["difference_ci"]
-        rows.append({"task": task, "metric": metric, "a": a["slug"], "b": b["slug"], "n": res["n"],
+        rows.append({"task": task, "metric": f"{metric} ({variant})" if variant else metric, "a": a["slug"], "b": b["slug"], "n": res["n"],
                      "difference": res["difference"], "difference_ci": (lo, hi),
                      "verdict": "b worse" if hi < 0 else "b better" if lo > 0 else "no clear difference"})
     return rows
@@ -227,15 +236,15 @@ def _compare(runs: pd.DataFrame, pairs: Sequence[tuple[pd.Series, pd.Series]], t
 def nm_vs_unstructured(runs: pd.DataFrame, *, n_bootstrap: int = 1000, seed: int = 0) -> pd.DataFrame:
     """Per method and task: N:M (b) against 50 % unstructured (a), b - a paired (perplexity: ratio - 1)."""
     rows = []
-    for task, metric in _targets(runs):
-        sel = _runs(runs, task, metric)
+    for task, metric, variant, sel in _target_runs(runs):
         for method in PRUNING:
             m = sel[sel["method"] == method]
             base = m[(m["structure"] == "unstructured") & np.isclose(m["sparsity"].astype(float), 0.5)]
             if base.empty:
                 continue
             nm = m[m["structure"] != "unstructured"].sort_values("structure")
-            rows += _compare(runs, [(base.iloc[0], r) for _, r in nm.iterrows()], task, metric, n_bootstrap, seed)
+            rows += _compare(runs, [(base.iloc[0], r) for _, r in nm.iterrows()], task, metric, n_bootstrap, seed,
+                             variant)
     return pd.DataFrame(rows, columns=["task", "metric", "a", "b", "n", "difference", "difference_ci", "verdict"])
 
 
@@ -243,14 +252,13 @@ def quant_vs_pruning(runs: pd.DataFrame, *, bits: Sequence[int] = (8, 4), n_boot
                      seed: int = 0) -> pd.DataFrame:
     """Each quantised run at ``bits`` (b) against each pruning method at 50 % unstructured (a), paired."""
     rows = []
-    for task, metric in _targets(runs):
-        sel = _runs(runs, task, metric)
+    for task, metric, variant, sel in _target_runs(runs):
         quant = sel[sel["bits"].notna() & sel["bits"].isin(list(bits)) & ~sel["method"].isin(PRUNING)]
         pruned = sel[sel["method"].isin(PRUNING) & (sel["structure"] == "unstructured")
                      & np.isclose(sel["sparsity"].astype(float), 0.5)]
         pairs = [(p, q) for _, q in quant.sort_values(["bits", "method"], ascending=[False, True]).iterrows()
                  for _, p in pruned.sort_values("method").iterrows()]
-        rows += _compare(runs, pairs, task, metric, n_bootstrap, seed)
+        rows += _compare(runs, pairs, task, metric, n_bootstrap, seed, variant)
     return pd.DataFrame(rows, columns=["task", "metric", "a", "b", "n", "difference", "difference_ci", "verdict"])
 
 

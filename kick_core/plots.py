@@ -92,8 +92,21 @@ def plot_layer_sparsity(report: Any, target: float | None = None):
 
 
 # -- study figures ----------------------------------------------------------------------------------
-EXTRA_PANELS: dict[str, tuple[str, ...]] = {"icr_qa": ("exact_match_closed", "em_closed")}
-"""Metrics drawn beside a task's headline metric: ICR-QA is the paper's closed- vs open-book contrast."""
+EXTRA_PANELS: dict[str, tuple[str, str]] = {"icr_qa": ("_open", "_closed")}
+"""Metrics drawn beside a task's headline metric, as (suffix of the headline, suffix of its twin): ICR-QA's
+closed-book twin of its open-book headline (exact_match_open -> exact_match_closed, contains_open ->
+contains_closed) is the paper's closed- vs open-book contrast."""
+
+
+def _extra(runs: pd.DataFrame) -> pd.Series:
+    """Rows that are the EXTRA_PANELS twin of their run's headline metric."""
+    heads = runs[runs["primary"].astype(bool)].set_index("run_id")["metric"]
+    twins = {}
+    for run_id, metric in heads.items():
+        task = runs.loc[runs["run_id"] == run_id, "task"].iloc[0]
+        if task in EXTRA_PANELS and metric.endswith(EXTRA_PANELS[task][0]):
+            twins[run_id] = metric[: -len(EXTRA_PANELS[task][0])] + EXTRA_PANELS[task][1]
+    return pd.Series([twins.get(r) == m for r, m in zip(runs["run_id"], runs["metric"])], index=runs.index, dtype=bool)
 
 
 def primary(runs: pd.DataFrame) -> pd.DataFrame:
@@ -101,8 +114,7 @@ def primary(runs: pd.DataFrame) -> pd.DataFrame:
 
     ``panel`` is the task name, or ``"<task>: <metric>"`` for tasks drawn with more than one metric.
     """
-    extra = [m in EXTRA_PANELS.get(t, ()) for t, m in zip(runs["task"], runs["metric"])]
-    df = runs[runs["primary"].astype(bool) | pd.Series(extra, index=runs.index, dtype=bool)].copy()
+    df = runs[runs["primary"].astype(bool) | _extra(runs)].copy()
     split = df["task"].isin(list(EXTRA_PANELS))
     df["panel"] = df["task"].where(~split, df["task"] + ": " + df["metric"])
     return df

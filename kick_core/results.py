@@ -190,7 +190,10 @@ def load_examples(run: str | Path | Mapping[str, Any]) -> list[dict[str, Any]]:
 
 _COLUMNS = ("run_id", "study", "task", "protocol", "model", "method", "structure", "sparsity", "bits",
             "group_size", "slug", "seed", "metric", "primary", "value", "ci_low", "ci_high", "n",
-            "higher_is_better", "realised_sparsity", "run_dir")
+            "higher_is_better", "realised_sparsity", "variant", "run_dir")
+VARIANT_FIELDS = ("dataset", "formulation", "prompt_format", "book", "length", "n_shots")
+"""Task settings that, when they differ between runs of one task, make different experiments: such runs
+are told apart by ``variant`` (e.g. MMLU 'letter' vs 'cloze') and only paired within it."""
 
 
 def load_runs(results_dir: str | Path, *, status: str | None = "ok"):
@@ -198,7 +201,9 @@ def load_runs(results_dir: str | Path, *, status: str | None = "ok"):
 
     Columns: run_id, study, task, protocol, model, method, structure, sparsity (the target: N/M for
     N:M), bits, group_size, slug, seed, metric, primary (the task's headline metric), value, ci_low,
-    ci_high, n, higher_is_better, realised_sparsity (from the compression report), run_dir.
+    ci_high, n, higher_is_better, realised_sparsity (from the compression report), variant (the
+    :data:`VARIANT_FIELDS` values that differ between runs of the same task, e.g. 'cloze'; '' when
+    none do), run_dir.
     """
     import pandas as pd
 
@@ -220,6 +225,14 @@ def load_runs(results_dir: str | Path, *, status: str | None = "ok"):
                 "primary": name == rec.get("primary_metric"), "value": m.get("value"),
                 "ci_low": m.get("ci_low"), "ci_high": m.get("ci_high"), "n": m.get("n"),
                 "higher_is_better": m.get("higher_is_better"), "realised_sparsity": realised,
+                "variant": {k: cfg.get("task", {}).get(k) for k in VARIANT_FIELDS},
                 "run_dir": rec["paths"]["run_dir"],
             })
+    by_task: dict[str, dict[str, set]] = {}
+    for r in rows:
+        for k, v in r["variant"].items():
+            by_task.setdefault(r["task"], {}).setdefault(k, set()).add(str(v))
+    for r in rows:
+        varying = [k for k, vals in by_task[r["task"]].items() if len(vals) > 1]
+        r["variant"] = ", ".join(str(r["variant"][k]) for k in varying)
     return pd.DataFrame(rows, columns=list(_COLUMNS))

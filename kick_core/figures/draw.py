@@ -88,9 +88,11 @@ def _xticks(ax, xs: Sequence[float], axis: str) -> None:
     xs = sorted(set(xs))
     ax.set_xticks(xs)
     if axis == "sparsity":
-        ax.set_xticklabels(["dense" if x == 0 else f"{x:g}%" for x in xs])
+        ax.set_xticklabels(["0" if x == 0 and len(xs) > 5 else "dense" if x == 0 else f"{x:g}%" for x in xs],
+                           fontsize=8 if len(xs) > 5 else None)
     else:
-        ax.set_xticklabels(["dense" if x == 0 else f"{L.DENSE_BITS / 2 ** x:.0f}-bit" for x in xs])
+        ax.set_xticklabels(["dense" if x == 0 else f"{L.DENSE_BITS / 2 ** x:.0f}-bit" for x in xs],
+                           fontsize=8 if len(xs) > 3 else None)
 
 
 # -- 1. the headline figure -------------------------------------------------------------------------

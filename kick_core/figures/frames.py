@@ -23,7 +23,7 @@ from kick_core.plots import primary
 
 log = logging.getLogger(__name__)
 
-KEYS = ["task", "metric", "protocol", "model", "seed"]
+KEYS = ["task", "variant", "metric", "protocol", "model", "seed"]
 """A compressed run's dense twin has the same task, metric, protocol, model and seed."""
 
 CORPUS_TASKS = ("perplexity",)
@@ -36,9 +36,12 @@ _METHOD_ORDER = tuple(L.METHOD_NAMES)
 def labelled(runs: pd.DataFrame) -> pd.DataFrame:
     """The headline rows of ``runs`` (:func:`kick_core.plots.primary`) with panel, compression and kind in words."""
     df = primary(runs).reset_index(drop=True)
+    if "variant" not in df:
+        df["variant"] = ""
     one_model = df["model"].nunique() <= 1
-    df["panel"] = [L.panel_title(t, m, p) + ("" if one_model else f" [{mod}]")
-                   for t, m, p, mod in zip(df["task"], df["metric"], df["protocol"], df["model"])]
+    variant = df["variant"] if "variant" in df else pd.Series("", index=df.index)
+    df["panel"] = [L.panel_title(t, m, p, v) + ("" if one_model else f" [{mod}]")
+                   for t, m, p, mod, v in zip(df["task"], df["metric"], df["protocol"], df["model"], variant)]
     df["panel_order"] = [L.panel_order(t, m) for t, m in zip(df["task"], df["metric"])]
     df["colour"] = [L.panel_colour(t, m) for t, m in zip(df["task"], df["metric"])]
     df["compression"] = [L.compression_label(*r) for r in
@@ -182,12 +185,12 @@ def perplexity_matching(runs: pd.DataFrame, *, tolerance: float = 0.05, n_bootst
     dense = rel[rel["kind"] == "dense"].set_index(KEYS)["run_dir"]
     rows = []
     for r in sel.itertuples():
-        key = (r.task, r.metric, r.protocol, r.model, r.seed)
+        key = tuple(getattr(r, k) for k in KEYS)
         res = paired_perplexity(load_examples(dense.loc[key]), load_examples(r.run_dir), legacy=r.protocol == "legacy",
                                 n_bootstrap=n_bootstrap, seed=seed, tolerance=tolerance)
         if res["n"]:
-            rows.append({"task": r.task, "protocol": r.protocol, "compression": r.slug, "sparsity": r.sparsity,
-                         "metric": r.metric, **res})
+            rows.append({"task": r.task, "variant": r.variant, "protocol": r.protocol, "compression": r.slug,
+                         "sparsity": r.sparsity, "metric": r.metric, **res})
     return pd.DataFrame(rows)
 
 
@@ -213,7 +216,8 @@ def heatmap_frame(matching: pd.DataFrame, runs: pd.DataFrame, *, tolerance: floa
     ci = [c if isinstance(c, (tuple, list)) and len(c) == 2 else (float("nan"), float("nan"))
           for c in df.get("difference_ci", pd.Series([None] * len(df), index=df.index))]
     df["ci_low"], df["ci_high"] = [c[0] for c in ci], [c[1] for c in ci]
-    df["panel"] = [L.panel_title(t, m, p) for t, m, p in zip(df["task"], df["metric"], df["protocol"])]
+    variant = df["variant"].fillna("") if "variant" in df else pd.Series("", index=df.index)
+    df["panel"] = [L.panel_title(t, m, p, v) for t, m, p, v in zip(df["task"], df["metric"], df["protocol"], variant)]
     df["panel_order"] = [L.panel_order(t, m) for t, m in zip(df["task"], df["metric"])]
     df["column_order"] = df["compression"].map(_column_order(meta))
     df["compression"] = df["compression"].map(meta["compression"])

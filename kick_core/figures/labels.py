@@ -83,12 +83,15 @@ def metric_name(metric: str) -> str:
     return METRIC_NAMES.get(metric) or METRIC_NAMES.get(base) or base.replace("_", " ")
 
 
-def panel_title(task: str, metric: str, protocol: str | None = None) -> str:
-    """'Closed-book factoid QA — answer contained', 'In-context retrieval, open book — exact match'."""
+def panel_title(task: str, metric: str, protocol: str | None = None, variant: str = "") -> str:
+    """'Closed-book factoid QA — answer contained', 'In-context retrieval, open book — exact match',
+    'Multiple-choice QA (MMLU), cloze — accuracy' (``variant``: what tells runs of one task apart)."""
     base, book = split_book(metric)
     name = TASK_NAMES.get(task, task.replace("_", " "))
     if task == "icr_qa" and book:
         name = f"{name}, {book} book"
+    if variant and isinstance(variant, str):
+        name = f"{name}, {variant}"
     title = name if metric == task else f"{name} — {metric_name(metric)}"
     return f"{title} (legacy protocol)" if protocol == "legacy" else title
 
