@@ -126,3 +126,25 @@ def test_rouge_vs_dense_scores_each_compressed_output_against_the_dense_one(tmp_
     assert list(table.index) == ["magnitude-0.50", "wanda-0.50"]
     assert table.loc["wanda-0.50", "rougeL"] == pytest.approx(1.0) and table.loc["magnitude-0.50", "rougeL"] == 0.5
     assert table.loc["magnitude-0.50", "n"] == 2
+
+
+def test_runs_of_one_task_that_differ_in_a_setting_are_told_apart(tmp_path):
+    from kick_core.config import RunConfig
+    from kick_core.results import load_runs
+
+    for form in ("letter", "cloze"):
+        for method, extra in (("dense", {}), ("wanda", {"sparsity": 0.5})):
+            cfg = RunConfig.from_flat(task="mcq", formulation=form, method=method, **extra)
+            d = tmp_path / f"{form}-{method}"
+            d.mkdir()
+            (d / "record.json").write_text(json.dumps({
+                "run_id": cfg.run_id, "status": "ok", "task": "mcq", "protocol": "strict", "config": cfg.to_dict(),
+                "primary_metric": "accuracy", "metrics": {"accuracy": {"value": 0.5 if form == "letter" else 0.8}}}))
+    runs = load_runs(tmp_path)
+    assert sorted(set(runs["variant"])) == ["cloze", "letter"]
+    from kick_core.figures.frames import relative_frame
+
+    rel = relative_frame(runs)
+    assert set(rel["ratio"].round(6)) == {1.0}  # each formulation is paired with its own dense run
+    assert {p for p in rel["panel"]} == {"Multiple-choice QA (MMLU), cloze — accuracy",
+                                        "Multiple-choice QA (MMLU), letter — accuracy"}
