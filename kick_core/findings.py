@@ -310,3 +310,27 @@ def answers(runs: pd.DataFrame, *, n_bootstrap: int = 1000, seed: int = 0, toler
         tally = ", ".join(f"{k} in {v}" for k, v in sorted(counts.items()))
         out.append(f"{label}, paired over examples, {len(table)} comparisons: {tally}.")
     return out
+
+
+def model_notes(runs: pd.DataFrame) -> list[str]:
+    """What the report must say about each model's dense baseline, from the records' provenance.
+
+    A model converted from a quantised GGUF file is not a full-precision baseline: its weights were
+    rounded in the file (e.g. Q4_1) before kick dequantised them.
+    """
+    from kick_core.results import read_record
+
+    out, seen = [], set()
+    for run_dir in runs.drop_duplicates("run_id")["run_dir"]:
+        rec = read_record(run_dir) or {}
+        src = (rec.get("provenance") or {}).get("model_source") or {}
+        model = (rec.get("config") or {}).get("model", {}).get("model")
+        quant = src.get("quantisation")
+        if not quant or model in seen or str(quant).upper() in ("F32", "F16", "BF16"):
+            continue
+        seen.add(model)
+        out.append(f"**{model}: the dense baseline is a dequantised {quant} model.** {src.get('summary', '')}. "
+                   f"Its weights were rounded to {quant} in the GGUF file, so 'dense' means that rounded model; "
+                   "re-quantising it to the same bit width is not free unless kick's grid matches the file's "
+                   "block layout, and the contrasts that measure compression are pruning, N:M and fewer bits.")
+    return out

@@ -308,11 +308,13 @@ def report_figures():
            "the open-book copy baseline), N:M against unstructured sparsity, and the paper's *matching* rule "
            "(within 5% of dense) as a heat map, with a paired test per example, so a verdict can also be "
            "*inconclusive*."),
-        code("import os\n\nfrom kick_core import figures\nfrom kick_core.explorer import matching_table\n"
+        code("import os\n\nfrom IPython.display import Markdown, display\n\nfrom kick_core import figures\n"
+             "from kick_core.explorer import matching_table\nfrom kick_core.findings import answers, model_notes\n"
              "from kick_core.plots import summary_table\nfrom kick_core.results import load_runs"),
         code(f"{REPORT_PARAMS}\n{FIGURES_PARAM}", "parameters"),
         code("runs = load_runs(results_dir)\n"
-             "figures_dir = figures_dir or os.path.join(results_dir, 'report', 'figures')\nsummary_table(runs)"),
+             "figures_dir = figures_dir or os.path.join(results_dir, 'report', 'figures')\n"
+             "display(Markdown('\\n\\n'.join(model_notes(runs))))\nsummary_table(runs)"),
         md("## 1. Every task and perplexity as a fraction of dense\n\nOne line per task, one panel per method; "
            "shaded: within 5% of dense. Look at 50% sparsity: is the black perplexity line still in the band "
            "where the warm-coloured closed-book lines have left it?\n\n" + CAPTIONS["headline"]),
@@ -330,6 +332,10 @@ def report_figures():
              + figure("figures.plot_matching_heatmap(matching, runs)", "5_matching")),
         md("The same table in full: flips (right to wrong, wrong to right), McNemar p, ratio and its CI per run."),
         code("matching"),
+        md("## 6. The paper's questions, answered from these runs\n\nWhere closed-book knowledge and perplexity "
+           "leave the band, open vs closed book at 50 %, N:M vs unstructured, quantisation vs pruning; paired "
+           "bootstrap CIs over examples (perplexity: over windows). `kick_core.findings` has the tables."),
+        code("display(Markdown('\\n'.join(answers(runs))))"),
     ])
 
 

@@ -148,3 +148,18 @@ def test_runs_of_one_task_that_differ_in_a_setting_are_told_apart(tmp_path):
     assert set(rel["ratio"].round(6)) == {1.0}  # each formulation is paired with its own dense run
     assert {p for p in rel["panel"]} == {"Multiple-choice QA (MMLU), cloze — accuracy",
                                         "Multiple-choice QA (MMLU), letter — accuracy"}
+
+
+def test_the_report_says_when_dense_is_a_dequantised_gguf(tmp_path):
+    d = tmp_path / "run"
+    d.mkdir()
+    (d / "record.json").write_text(json.dumps({
+        "run_id": "r1", "config": {"model": {"model": "smollm2-135m-instruct"}},
+        "provenance": {"model_source": {"quantisation": "Q4_1", "summary": "llama dequantised to bfloat16"}}}))
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "record.json").write_text(json.dumps({"run_id": "r2", "config": {"model": {"model": "/m"}},
+                                                   "provenance": {"model_source": None}}))
+    runs = pd.DataFrame({"run_id": ["r1", "r1", "r2"], "run_dir": [str(d), str(d), str(plain)]})
+    (note,) = F.model_notes(runs)
+    assert note.startswith("**smollm2-135m-instruct: the dense baseline is a dequantised Q4_1 model.**")
