@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from kick_core.config import CompressConfig, EvalConfig, ModelConfig, RunConfig, TaskConfig, load_params
+from kick_core.config import CompressConfig, EvalConfig, ModelConfig, RunConfig, TaskConfig
+from kick_core.paramsfile import load_params
 from kick_core.errors import ConfigError, KickError
 
 __version__ = "0.1.0"

@@ -101,6 +101,7 @@ def _report(args: argparse.Namespace) -> int:
 
 def _ls(what: str) -> list[str]:
     from kick_core import config
+    from kick_core.paramsfile import load_params
 
     if what == "methods":
         from kick_core import methods
@@ -122,12 +123,12 @@ def _ls(what: str) -> list[str]:
                         for name, p in PACKAGED.items()}}
         models = set(described)
         for path in PARAMS_DIR.glob("*.yaml"):
-            models |= {r.model.model for r in config.load_params(path).runs}
+            models |= {r.model.model for r in load_params(path).runs}
         width = max(map(len, models))
         return [f"{m:<{width}}  {described.get(m, '')}".rstrip() for m in sorted(models)]
     lines = []
     for path in sorted(PARAMS_DIR.rglob("*.yaml")):
-        study = config.load_params(path)
+        study = load_params(path)
         lines.append(f"{path.relative_to(PARAMS_DIR.parent)}: {study.name}, {len(study.runs)} runs"
                      f"{' - ' + study.description if study.description else ''}")
     return lines

@@ -1,6 +1,6 @@
-"""Typed, frozen run configs built from YAML params files.
+"""Typed, frozen run configs: model, compression, task and evaluation, validated on construction.
 
-A params file has a ``base`` section (flat ``name: value`` pairs) and a ``sweep`` section: a mapping
+Params files are read and expanded into studies in :mod:`kick_core.paramsfile`. A params file has a ``base`` section (flat ``name: value`` pairs) and a ``sweep`` section: a mapping
 of names to lists (their Cartesian product), or a list of such mappings (the union of their
 products). Every expanded point becomes a :class:`RunConfig`; construction validates every field
 and every combination, so a typo fails in a second, before any model loads::
@@ -24,9 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import itertools
 import json
-import logging
 import math
 import re
 from collections.abc import Iterable, Mapping
@@ -527,73 +525,3 @@ def _check_type(key: str, value: Any, hint: Any, at: str) -> None:
 def _type_names(types: tuple[type, ...]) -> str:
     names = ["null" if t is type(None) else t.__name__ for t in types]
     return " or ".join(names)
-
-
-# -- params files ------------------------------------------------------------------------------
-log = logging.getLogger(__name__)
-
-_TOP_KEYS = ("study", "description", "notebook", "base", "sweep")
-
-
-@dataclass(frozen=True)
-class Study:
-    """A params file, expanded: its name, its runs (validated) and optional notebook override."""
-
-    name: str
-    runs: tuple[RunConfig, ...]
-    notebook: str | None = None
-    description: str = ""
-    path: Path | None = None
-
-
-def load_params(path: str | Path) -> Study:
-    """Read a params YAML file and expand it into validated runs (raises ConfigError on any problem)."""
-    from kick_core.paramsfile import read_params_file
-
-    path = Path(path)
-    return expand_params(read_params_file(path), where=str(path), default_name=path.stem, path=path)
-
-
-def expand_params(raw: Mapping[str, Any], *, where: str = "params", default_name: str = "adhoc",
-                  path: Path | None = None) -> Study:
-    """Expand a parsed params mapping (base + sweep) into a Study of validated, de-duplicated runs."""
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"{where}: the top level must be a mapping with keys {', '.join(_TOP_KEYS)}.")
-    for key in raw:
-        if key not in _TOP_KEYS:
-            hint = did_you_mean(key, _TOP_KEYS)
-            extra = " Run parameters go under 'base:' or 'sweep:'." if key in flat_fields() else ""
-            raise ConfigError(f"{where}: unknown top-level key {key!r}.{hint}{extra} Allowed: {', '.join(_TOP_KEYS)}.")
-    name = str(raw.get("study", default_name))
-    base = raw.get("base") or {}
-    if not isinstance(base, Mapping):
-        raise ConfigError(f"{where}: 'base' must be a mapping of parameter: value.")
-    if "study" in base:
-        raise ConfigError(f"{where}: set the study name at the top level ('study: {base['study']}'), not in base.")
-    sweep = raw.get("sweep") or [{}]
-    blocks = [sweep] if isinstance(sweep, Mapping) else sweep
-    if not isinstance(blocks, list) or not all(isinstance(b, Mapping) for b in blocks):
-        raise ConfigError(f"{where}: 'sweep' must be a mapping of parameter: [values] or a list of such mappings.")
-    runs: dict[str, RunConfig] = {}
-    repeated = 0
-    for i, block in enumerate(blocks):
-        axes = {}
-        for key, values in block.items():
-            if not isinstance(values, list) or not values:
-                raise ConfigError(
-                    f"{where}: sweep value of {key!r} must be a non-empty list, e.g. {key}: [{values!r}]."
-                )
-            axes[key] = values
-        for combo in itertools.product(*axes.values()):
-            point = {**base, **dict(zip(axes, combo)), "study": name}
-            desc = ", ".join(f"{k}={v!r}" for k, v in zip(axes, combo))
-            cfg = RunConfig.from_dict(point, where=f"{where} (sweep block {i + 1}: {desc})" if desc else where)
-            repeated += cfg.run_id in runs
-            runs.setdefault(cfg.run_id, cfg)
-    if not runs:
-        raise ConfigError(f"{where}: the sweep expands to no runs.")
-    if repeated:
-        log.info("%s: %d sweep point(s) repeat a run already in the study (identical or overlapping blocks); "
-                 "each run is listed and run once", where, repeated)
-    return Study(name=name, runs=tuple(runs.values()), notebook=raw.get("notebook"),
-                 description=str(raw.get("description", "")), path=path)

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from kick_core.config import CompressConfig, RunConfig, expand_params, flat_fields, load_params
+from kick_core.config import CompressConfig, RunConfig, flat_fields
+from kick_core.paramsfile import expand_params, load_params
 from kick_core.errors import ConfigError
 
 
@@ -164,7 +165,7 @@ def test_validating_a_params_file_imports_no_torch(tmp_path):
     p = tmp_path / "bad.yaml"
     p.write_text("base: {method: wanda, structure: '2:4', sparsity: 0.3}\n")
     code = (
-        "import sys\nfrom kick_core.config import load_params\nfrom kick_core.errors import ConfigError\n"
+        "import sys\nfrom kick_core.paramsfile import load_params\nfrom kick_core.errors import ConfigError\n"
         f"try:\n    load_params({str(p)!r})\nexcept ConfigError as e:\n    print('ERR', e)\n"
         "print('torch' in sys.modules)\n"
     )

@@ -8,7 +8,7 @@ import nbformat
 import papermill
 import pytest
 
-from kick_core.config import load_params
+from kick_core.paramsfile import load_params
 from kick_core.config import flat_fields
 
 REPO = Path(__file__).resolve().parent.parent

@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from kick_core.config import ModelConfig, load_params
+from kick_core.config import ModelConfig
+from kick_core.paramsfile import load_params
 from kick_core.errors import ConfigError
 from kick_core.runner import run_study
 from kick_core.sources import check_model_source
@@ -43,7 +44,7 @@ def test_the_same_key_in_different_blocks_is_fine(tmp_path):
 def test_identical_sweep_blocks_give_one_run_and_say_so(tmp_path, caplog):
     path = _params(tmp_path, "sweep:\n  - {task: [factoid_qa], method: [dense]}\n"
                              "  - {task: [factoid_qa], method: [dense]}\n")
-    with caplog.at_level(logging.INFO, logger="kick_core.config"):
+    with caplog.at_level(logging.INFO, logger="kick_core.paramsfile"):
         study = load_params(path)
     assert len(study.runs) == 1
     assert "1 sweep point(s) repeat a run already in the study" in caplog.text

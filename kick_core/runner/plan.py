@@ -15,9 +15,9 @@ from typing import Any
 
 import yaml
 
-from kick_core.config import RunConfig, Study, expand_params, flat_fields
+from kick_core.config import RunConfig, flat_fields
 from kick_core.errors import ConfigError, did_you_mean
-from kick_core.paramsfile import read_params_file
+from kick_core.paramsfile import Study, expand_params, read_params_file
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent.parent / "notebooks"
 """The repository's notebooks/ folder (kick is installed editable from a checkout)."""

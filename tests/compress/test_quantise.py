@@ -312,7 +312,7 @@ def test_unknown_preset_suggests_close_names():
 
 
 def test_presets_work_in_params_files():
-    from kick_core.config import expand_params
+    from kick_core.paramsfile import expand_params
 
     study = expand_params({"base": {"preset": "gptq_study_w4", "task": "mcq"}, "sweep": {"bits": [8, 4]}})
     assert [r.compress.slug for r in study.runs] == ["gptq-w8g128", "gptq-w4g128"]
