@@ -16,12 +16,15 @@ import torch
 from torch import nn
 
 
-def token_batches(lengths: Sequence[int], batch_tokens: int, *, extra: Sequence[int] | None = None) -> list[list[int]]:
+def token_batches(lengths: Sequence[int], batch_tokens: int, *, extra: Sequence[int] | None = None,
+                  max_pad: float | None = None) -> list[list[int]]:
     """Indices grouped into batches whose padded size ``rows * max(length + extra)`` fits ``batch_tokens``.
 
     Indices are visited longest first, so the largest batch (the likeliest to run out of memory)
     runs first and rows of similar length share a batch. A single row longer than the budget gets a
-    batch of its own.
+    batch of its own. With ``max_pad`` a batch is also closed before a row whose own ``length`` is
+    below ``(1 - max_pad)`` times the batch's first (longest) row, so no row is more than that
+    fraction padding: for compute-bound forwards (scoring), where a pad costs as much as a token.
     """
     extra = extra or [0] * len(lengths)
     order = sorted(range(len(lengths)), key=lambda i: (-(lengths[i] + extra[i]), i))
@@ -31,7 +34,8 @@ def token_batches(lengths: Sequence[int], batch_tokens: int, *, extra: Sequence[
     for i in order:
         size = lengths[i] + extra[i]
         new_widest = max(widest, size)
-        if current and new_widest * (len(current) + 1) > batch_tokens:
+        too_short = max_pad is not None and current and lengths[i] < (1 - max_pad) * lengths[current[0]]
+        if current and (new_widest * (len(current) + 1) > batch_tokens or too_short):
             batches.append(current)
             current, new_widest = [], size
         current.append(i)

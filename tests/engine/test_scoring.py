@@ -88,6 +88,33 @@ def test_token_batches_respect_budget_and_cover_all_rows():
         assert len(b) == 1 or len(b) * max(lengths[i] for i in b) <= 60
 
 
+def test_token_batches_max_pad_bounds_each_rows_padding():
+    lengths = [100, 95, 81, 79, 40, 39, 10, 100]
+    batches = token_batches(lengths, 10_000, extra=[500] * len(lengths), max_pad=0.2)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    assert [sorted(b) for b in batches] == [[0, 1, 2, 7], [3], [4, 5], [6]]  # 81 >= 0.8 * 100 > 79
+    for b in batches:
+        width = max(lengths[i] for i in b)
+        assert all(lengths[i] >= 0.8 * width for i in b)
+    assert len(token_batches(lengths, 10_000, extra=[500] * len(lengths))) == 1  # without max_pad: budget only
+
+
+def test_encode_requests_tokenises_each_distinct_string_once(tok):
+    from kick_core.engine.scoring import encode_requests
+
+    calls = []
+
+    def counting(texts, **kwargs):
+        calls.append(list(texts))
+        return tok(texts, **kwargs)
+
+    wholes, n_ctx, raw = encode_requests(counting, REQUESTS)
+    texts = [t for c in calls for t in c]
+    assert len(texts) == len(set(texts))
+    plain = [[tok(r.context + c)["input_ids"] for c in r.continuations] for r in REQUESTS[:3]]
+    assert [[list(w) for w in row] for row in wholes[:3]] == plain
+
+
 def test_empty_continuation_is_rejected(tok):
     with pytest.raises(ValueError, match="no tokens of its own"):
         loglikelihood(tiny_model("llama", vocab_size=len(tok)), tok, [ScoreRequest("abc", ("",))], progress=False)
