@@ -40,38 +40,16 @@ def _ci(stats: np.ndarray, level: float = 0.95) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
-def _verdict(value: float, ci: tuple[float, float], tolerance: float) -> str:
-    threshold = 1 - tolerance
-    if ci[0] >= threshold:
-        return "matching"
-    if ci[1] < threshold:
-        return "not matching"
-    return "inconclusive"
-
-
 def perplexity_ratio(dense: Sequence[Mapping[str, Any]], compressed: Sequence[Mapping[str, Any]], *,
                      n_bootstrap: int = 1000, seed: int = 0, tolerance: float = 0.05) -> dict[str, Any]:
-    """Dense / compressed perplexity (1 = unchanged, < 1 = worse) with a paired bootstrap CI over windows.
+    """Dense / compressed perplexity (1 = unchanged, < 1 = worse) with a paired bootstrap CI over windows
+    (:func:`kick_core.figures.frames.paired_perplexity`, the test the report's heat map uses)."""
+    from kick_core.figures.frames import paired_perplexity
 
-    Each record holds a window's mean ``nll`` over ``n_tokens`` scored tokens; perplexity is
-    exp(sum(nll * n) / sum(n)), so the ratio is exp of the weighted NLL difference.
-    """
-    comp = {str(r["id"]): r for r in compressed}
-    pairs = [(float(r["nll"]), float(comp[str(r["id"])]["nll"]), float(r["n_tokens"]))
-             for r in dense if str(r["id"]) in comp]
-    if not pairs:
+    res = paired_perplexity(list(dense), list(compressed), n_bootstrap=n_bootstrap, seed=seed, tolerance=tolerance)
+    if not res["n"]:
         raise ValueError("perplexity_ratio: no window is scored in both runs")
-    d, c, n = (np.asarray(x) for x in zip(*pairs))
-
-    def ratio(idx: np.ndarray) -> np.ndarray:
-        w = n[idx]
-        return np.exp(((d[idx] - c[idx]) * w).sum(axis=-1) / w.sum(axis=-1))
-
-    rng = np.random.default_rng(seed)
-    boot = ratio(rng.integers(0, len(d), size=(n_bootstrap, len(d))))
-    value = float(ratio(np.arange(len(d))[None])[0])
-    ci = _ci(boot)
-    return {"n": len(d), "ratio": value, "ratio_ci": ci, "verdict": _verdict(value, ci, tolerance)}
+    return res
 
 
 def _ratio(dense_run: str, comp_run: str, task: str, metric: str, *, n_bootstrap: int, seed: int,
