@@ -37,13 +37,6 @@ from kick_core.errors import ConfigError, did_you_mean, lookup
 
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 CHAT_TEMPLATES = ("auto", "vicuna_v1.1", "none")
-# Kick's own methods as of import, for display and plotting; validation reads the live table
-# (kick_core.methods), so a method registered later is accepted too.
-METHODS = methods.names()
-PRUNE_METHODS = methods.names("prune")
-QUANT_METHODS = methods.names("quantise")
-BNB_METHODS = methods.names("load-time")
-QUANT_BITS = {m.name: m.bits for m in methods.METHODS.values() if m.bits}
 TASKS = ("factoid_qa", "mcq", "icr_qa", "summarisation", "instruction", "perplexity")
 PROTOCOLS = ("legacy", "strict")
 BOOKS = ("closed", "open", "both")

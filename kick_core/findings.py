@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from kick_core.results import load_examples
-from kick_core.stats import paired_analysis, paired_scores
+from kick_core.stats import paired_analysis
 
 PRUNING = ("magnitude", "wanda", "sparsegpt")
 KNOWLEDGE = ("factoid_qa", "contains")
@@ -90,14 +90,15 @@ def sparsity_table(runs: pd.DataFrame, targets: Sequence[tuple[str, str]] = (KNO
     return pd.DataFrame(rows, columns=["task", "metric", "method", "sparsity", "ratio", "ratio_ci", "verdict"])
 
 
-def band_exits(table: pd.DataFrame) -> pd.DataFrame:
+def band_exits(table: pd.DataFrame, *, tolerance: float = 0.05) -> pd.DataFrame:
     """From :func:`sparsity_table`: per method and target, the lowest sparsity *not matching* dense
-    (``exit``), and the lowest whose point ratio is below the band (``point_exit``); None if none."""
+    (``exit``), and the lowest whose point ratio is below the band, 1 - ``tolerance`` (``point_exit``);
+    None if none."""
     rows = []
     for (task, metric, method), g in table.groupby(["task", "metric", "method"], sort=True):
         g = g.sort_values("sparsity")
         out = g[g["verdict"] == "not matching"]["sparsity"]
-        below = g[g["ratio"].notna() & (g["ratio"] < 0.95)]["sparsity"]
+        below = g[g["ratio"].notna() & (g["ratio"] < 1 - tolerance)]["sparsity"]
         rows.append({"task": task, "metric": metric, "method": method,
                      "exit": float(out.iloc[0]) if len(out) else None,
                      "point_exit": float(below.iloc[0]) if len(below) else None,
@@ -169,11 +170,9 @@ def _difference(a_run: str, b_run: str, task: str, metric: str, *, n_bootstrap: 
         res = perplexity_ratio(a, b, n_bootstrap=n_bootstrap, seed=seed)
         return {"n": res["n"], "difference": res["ratio"] - 1,
                 "difference_ci": (res["ratio_ci"][0] - 1, res["ratio_ci"][1] - 1)}
-    ids, sa, sb = paired_scores(a, b, metric)
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(ids), size=(n_bootstrap, len(ids)))
-    return {"n": len(ids), "a": float(sa.mean()), "b": float(sb.mean()), "difference": float((sb - sa).mean()),
-            "difference_ci": _ci((sb[idx] - sa[idx]).mean(axis=1))}
+    res = paired_analysis(a, b, metric, n_bootstrap=n_bootstrap, seed=seed)  # b plays the compressed run
+    return {"n": res["n"], "a": res["dense"], "b": res["compressed"], "difference": res["difference"],
+            "difference_ci": res["difference_ci"]}
 
 
 def _targets(runs: pd.DataFrame) -> list[tuple[str, str]]:
@@ -250,7 +249,8 @@ def answers(runs: pd.DataFrame, *, n_bootstrap: int = 1000, seed: int = 0, toler
     """The four answers as sentences (Markdown), whichever way they come out; a question whose runs are
     missing from ``runs`` says so."""
     out = []
-    exits = band_exits(sparsity_table(runs, n_bootstrap=n_bootstrap, seed=seed, tolerance=tolerance))
+    exits = band_exits(sparsity_table(runs, n_bootstrap=n_bootstrap, seed=seed, tolerance=tolerance),
+                       tolerance=tolerance)
     if exits.empty:
         out.append("1. Band exits: no pruned factoid or perplexity runs with a dense twin.")
     else:

@@ -100,12 +100,12 @@ contains_closed) is the paper's closed- vs open-book contrast."""
 
 def _extra(runs: pd.DataFrame) -> pd.Series:
     """Rows that are the EXTRA_PANELS twin of their run's headline metric."""
-    heads = runs[runs["primary"].astype(bool)].set_index("run_id")["metric"]
+    heads = runs.loc[runs["primary"].astype(bool), ["run_id", "task", "metric"]]
     twins = {}
-    for run_id, metric in heads.items():
-        task = runs.loc[runs["run_id"] == run_id, "task"].iloc[0]
-        if task in EXTRA_PANELS and metric.endswith(EXTRA_PANELS[task][0]):
-            twins[run_id] = metric[: -len(EXTRA_PANELS[task][0])] + EXTRA_PANELS[task][1]
+    for run_id, task, metric in heads.itertuples(index=False):
+        head, twin = EXTRA_PANELS.get(task, ("", ""))
+        if head and metric.endswith(head):
+            twins[run_id] = metric[: -len(head)] + twin
     return pd.Series([twins.get(r) == m for r, m in zip(runs["run_id"], runs["metric"])], index=runs.index, dtype=bool)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 
-from kick_core.config import PRUNE_METHODS, QUANT_BITS
+from kick_core import methods
 
 METHOD_NAMES = {"dense": "Dense", "magnitude": "Magnitude", "wanda": "Wanda", "sparsegpt": "SparseGPT",
                 "rtn": "RTN", "gptq": "GPTQ", "awq": "AWQ", "bnb_int8": "LLM.int8()", "bnb_nf4": "NF4",
@@ -139,7 +139,7 @@ def compression_label(method: str, structure: str = "unstructured", sparsity=Non
     'Wanda 50% + GPTQ 4-bit, group 128' (pruned, then quantised: read from the slug)."""
     if method == "dense":
         return METHOD_NAMES["dense"]
-    if method in PRUNE_METHODS:
+    if methods.family(method) == "prune":
         name = METHOD_NAMES[method]
         label = f"{name} {structure}" if structure and structure != "unstructured" else \
             f"{name} {round(100 * float(sparsity or 0))}%"
@@ -147,7 +147,7 @@ def compression_label(method: str, structure: str = "unstructured", sparsity=Non
         if plus:
             label += " + " + quant_label(plus["method"], int(plus["bits"]), plus["group"] and int(plus["group"]))
         return label
-    if method in QUANT_BITS:
+    if methods.family(method) in ("quantise", "load-time"):
         return quant_label(method, bits, group_size)
     return METHOD_NAMES.get(method, slug or method)
 
@@ -156,11 +156,11 @@ def compression_kind(method: str, structure: str = "unstructured", bits=None) ->
     """'dense', 'unstructured', 'nm' (N:M), 'quantised', or 'pruned+quantised'."""
     if method == "dense":
         return "dense"
-    if method in PRUNE_METHODS:
+    if methods.family(method) == "prune":
         if _present(bits):
             return "pruned+quantised"
         return "unstructured" if structure in (None, "", "unstructured") else "nm"
-    return "quantised" if method in QUANT_BITS else "other"
+    return "quantised" if methods.family(method) in ("quantise", "load-time") else "other"
 
 
 def bits_position(bits) -> float:
