@@ -512,7 +512,7 @@ def kick_worker(args) -> int:
     from kick_core.models import decoder_blocks, decoder_blocks_path, linear_layers, load_model
 
     model, tok = load_model(args.model, dtype="bfloat16")
-    ids = torch.load(args.calib)
+    ids = torch.load(args.calib, weights_only=True)
     cfg = compress_config(args.kick_worker, int(ids.shape[0]), int(ids.shape[1]), args.group_size)
     loaded = rss_mib()
     report, wall = timed(lambda: compress(model, tok, cfg, calib=ids, progress=False, measure_error=args.measure_error))
@@ -559,7 +559,7 @@ def dense_hessians(model, ids) -> dict[str, Any]:
     """H = (2/n) Σ XᵀX of every decoder linear's input on the *dense* model (for reconstruction errors)."""
     import torch
 
-    from kick_core.compress.stats import HessianStats
+    from kick_core.compress.calib_stats import HessianStats
     from kick_core.models import decoder_blocks, decoder_blocks_path, linear_layers, weight_view
 
     prefix = decoder_blocks_path(model)
@@ -601,7 +601,7 @@ def bench_compression(model, tok, model_name: str, methods: Sequence[str], n_cal
                       group_size: int, threads: int) -> dict:
     import torch
 
-    from kick_core.compress.stats import relative_output_error
+    from kick_core.compress.calib_stats import relative_output_error
     from kick_core.data.calibration import calibration_batches
     from kick_core.config import ModelConfig
     from kick_core.models import resolve_model_path
@@ -636,7 +636,7 @@ def bench_compression(model, tok, model_name: str, methods: Sequence[str], n_cal
             row[label] = _run_json(cmd, REPO)
             print(f"  {method:9s} {label:18s} {row[label]['compress_s']:7.1f} s  peak RSS {row[label]['peak_rss_mib']:6.0f} MiB",
                   flush=True)
-        kick_w = torch.load(work / f"kick_{method}.pt")
+        kick_w = torch.load(work / f"kick_{method}.pt", weights_only=True)
         row["kick"].update(quality(kick_w))
         if python is None:
             row["llm_compressor"] = f"skipped: {how}"
@@ -648,7 +648,7 @@ def bench_compression(model, tok, model_name: str, methods: Sequence[str], n_cal
                 row["llm_compressor"] = _run_json(cmd, Path(cwd))
             print(f"  {method:9s} {'llm-compressor':18s} {row['llm_compressor']['compress_s']:7.1f} s  peak RSS "
                   f"{row['llm_compressor']['peak_rss_mib']:6.0f} MiB", flush=True)
-            ref = torch.load(path)
+            ref = torch.load(path, weights_only=True)
             row["llm_compressor"].update(quality(ref))
             row["agreement"] = compare_weights(kick_w, ref)
             row["speed_ratio"] = row["llm_compressor"]["compress_s"] / row["kick"]["compress_s"]

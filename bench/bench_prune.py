@@ -60,7 +60,7 @@ def _naive(model, compressor, cfg, input_ids) -> None:
     import torch
 
     from kick_core.compress import layerwise
-    from kick_core.compress.stats import STATS
+    from kick_core.compress.calib_stats import STATS
     from kick_core.models import decoder_blocks, linear_layers, set_weight, weight_view
 
     blocks = decoder_blocks(model)

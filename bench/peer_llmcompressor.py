@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     from llmcompressor import oneshot
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    ids = torch.load(args.calib)
+    ids = torch.load(args.calib, weights_only=True)
     model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.bfloat16).eval()
     tok = AutoTokenizer.from_pretrained(args.model)
     ds = Dataset.from_dict({"input_ids": ids.tolist(), "attention_mask": torch.ones_like(ids).tolist()})

@@ -63,10 +63,10 @@ def _dry_run(args: argparse.Namespace) -> int:
 
     study = load_study(args.params, parse_overrides(args.overrides))
     plan = plan_runs(study, args.results, only=args.only, notebooks_dir=args.notebooks)
-    from kick_core.sources import check_models
+    from kick_core.sources import check_sources
 
     if study.notebook is None:  # as run_study: kick's own notebooks load cfg.model
-        check_models(p.cfg.model for p in plan if not is_finished(p.folder, p.cfg))
+        check_sources(p.cfg for p in plan if not is_finished(p.folder, p.cfg))
     groups = group_by_compression(plan)
     sys.stdout.write(f"study {study.name}: {len(plan)} runs, {len(groups)} compressions\n")
     for group in groups:

@@ -27,12 +27,13 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_type_hints
 
 from kick_core import methods
+from kick_core.checks import check_choice, check_positive
 from kick_core.errors import ConfigError, did_you_mean, lookup
 
 DTYPES = ("auto", "float32", "float16", "bfloat16")
@@ -48,9 +49,14 @@ PROMPT_FORMATS = ("raw", "chat")
 CHAT_PROMPT_TASKS = ("factoid_qa", "icr_qa")
 DECODINGS = ("greedy", "sample")
 JUDGES = ("auto", "none", "rubric", "openai", "hf")
-JUDGE_MODES = ("auto", "pairwise", "single")
+JUDGE_MODES = ("pairwise", "single")
+"""How a judge grades: pairwise (candidate against a reference answer) | single (one answer alone, MT-Bench)."""
+JUDGE_MODE_SETTINGS = ("auto", *JUDGE_MODES)
+"""What ``judge_mode`` may say: a judge mode, or auto (pairwise where the data has references, else single)."""
 EMBEDDED_MODEL = "kick-world"
 _NM = re.compile(r"^(\d+):(\d+)$")
+_STUDY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+"""A study name: one plain folder name under the results directory (never '.', '..', a '/' or an absolute path)."""
 
 _GPTQ_STUDY = dict(method="gptq", group_size=128, symmetric=False, act_order=False, true_sequential=False,
                    calib_dataset="wikitext2", n_calib=128, calib_seqlen=2048, calib_seed=0, blocksize=128,
@@ -69,23 +75,6 @@ def preset(name: str) -> dict[str, Any]:
     return dict(lookup(PRESETS, name, "preset"))
 
 
-def _choice(value: Any, allowed: Iterable[Any], name: str) -> None:
-    allowed = tuple(allowed)
-    if value not in allowed:
-        raise ConfigError(
-            f"{name}={value!r} is not allowed: it must be one of {', '.join(map(repr, allowed))}."
-            f"{did_you_mean(str(value), map(str, allowed))}"
-        )
-
-
-def _positive(value: Any, name: str, *, allow_none: bool = False, zero: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < (0 if zero else 1):
-        rule = "a non-negative integer" if zero else "a positive integer"
-        raise ConfigError(f"{name}={value!r} must be {rule}; fix the value in the params file.")
-
-
 def parse_nm(structure: str) -> tuple[int, int] | None:
     """'2:4' -> (2, 4): N weights *removed* out of every M consecutive input weights; 'unstructured' -> None."""
     if structure == "unstructured":
@@ -98,7 +87,8 @@ def parse_nm(structure: str) -> tuple[int, int] | None:
         )
     n, m = int(match[1]), int(match[2])
     if not 0 < n < m:
-        raise ConfigError(f"structure={structure!r} needs 0 < N < M (N removed of every M); e.g. '2:4'.")
+        raise ConfigError(f"structure={structure!r} needs 0 < N < M (N weights removed out of every M). "
+                          "Fix: e.g. structure: '2:4' (or '4:8', '1:2'), or 'unstructured' with a sparsity.")
     return n, m
 
 
@@ -146,13 +136,13 @@ class ModelConfig:
             if self.model == EMBEDDED_MODEL or self.model.endswith(".gguf") or _is_packaged(self.model):
                 raise ConfigError(f"gguf_file={self.gguf_file!r} goes with model set to the directory (or .whl) "
                                   f"holding it, not with model={self.model!r}. Fix: leave gguf_file out.")
-        _choice(self.dtype, DTYPES, "dtype")
-        _choice(self.chat_template, CHAT_TEMPLATES, "chat_template")
+        check_choice(self.dtype, DTYPES, "dtype")
+        check_choice(self.chat_template, CHAT_TEMPLATES, "chat_template")
         if self.device_map not in (None, "auto"):
             raise ConfigError(f"device_map={self.device_map!r} must be null or 'auto'.")
         if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", str(self.device)):
             raise ConfigError(f"device={self.device!r} must be auto, cpu, mps, cuda or cuda:N.")
-        _positive(self.world_seed, "world_seed", zero=True)
+        check_positive(self.world_seed, "world_seed", zero=True)
 
 
 @dataclass(frozen=True)
@@ -193,14 +183,15 @@ class CompressConfig:
     """SparseGPT/GPTQ damping, as a fraction of the mean Hessian diagonal."""
 
     def __post_init__(self) -> None:
-        _choice(self.method, methods.names(), "method")
+        check_choice(self.method, methods.names(), "method")
         pruning = methods.names("prune")
-        _choice(self.magnitude_scope, ("matrix", "row"), "magnitude_scope")
+        check_choice(self.magnitude_scope, ("matrix", "row"), "magnitude_scope")
         nm = parse_nm(self.structure)
         m = self.method
         if self.sparsity is not None:
             if isinstance(self.sparsity, bool) or not isinstance(self.sparsity, (int, float)) or not 0 <= self.sparsity < 1:
-                raise ConfigError(f"sparsity={self.sparsity!r} must be a number in [0, 1), e.g. 0.5.")
+                raise ConfigError(f"sparsity={self.sparsity!r} must be a number in [0, 1) (the fraction of weights set "
+                                  "to zero). Fix: e.g. sparsity: 0.5.")
         if m in pruning:
             if nm is not None:
                 n_, m_ = nm
@@ -226,7 +217,7 @@ class CompressConfig:
                     f"({', '.join(pruning)})."
                 )
         if self.quantize_after is not None:
-            _choice(self.quantize_after, tuple(x.name for x in methods.METHODS.values() if x.follows_pruning),
+            check_choice(self.quantize_after, tuple(x.name for x in methods.METHODS.values() if x.follows_pruning),
                     "quantize_after")
             if m not in pruning:
                 raise ConfigError(
@@ -245,10 +236,10 @@ class CompressConfig:
         elif m == "dense" and self.bits is not None:
             raise ConfigError(f"bits={self.bits!r} does nothing with method 'dense'. Fix: remove bits or use method: rtn.")
         if self.group_size is not None:
-            _positive(self.group_size, "group_size")
+            check_positive(self.group_size, "group_size")
         for name in ("n_calib", "calib_seqlen", "blocksize"):
-            _positive(getattr(self, name), name)
-        _positive(self.calib_seed, "calib_seed", zero=True)
+            check_positive(getattr(self, name), name)
+        check_positive(self.calib_seed, "calib_seed", zero=True)
         if not 0 <= self.percdamp < 1:
             raise ConfigError(f"percdamp={self.percdamp!r} must be in [0, 1); the study uses 0.01.")
 
@@ -315,21 +306,21 @@ class TaskConfig:
     the remainder proportional to subject size). None: a plain seeded sample."""
 
     def __post_init__(self) -> None:
-        _choice(self.task, TASKS, "task")
-        _choice(self.protocol, PROTOCOLS, "protocol")
-        _choice(self.book, BOOKS, "book")
-        _choice(self.length, LENGTHS, "length")
-        _choice(self.formulation, FORMULATIONS, "formulation")
+        check_choice(self.task, TASKS, "task")
+        check_choice(self.protocol, PROTOCOLS, "protocol")
+        check_choice(self.book, BOOKS, "book")
+        check_choice(self.length, LENGTHS, "length")
+        check_choice(self.formulation, FORMULATIONS, "formulation")
         if self.task == "mcq" and self.formulation == "cloze" and self.protocol == "legacy":
             raise ConfigError("formulation='cloze' with protocol='legacy': the original study generated one letter "
                               "token; use protocol='strict' for the cloze formulation, or formulation='letter'.")
         if self.dataset == "geofacts" and self.task not in GEOFACTS_TASKS:
             raise ConfigError(f"dataset='geofacts' with task={self.task!r}: geofacts only has questions for "
                               f"{' and '.join(GEOFACTS_TASKS)}; use one of those, or another dataset.")
-        _positive(self.n_examples, "n_examples", allow_none=True)
-        _positive(self.n_shots, "n_shots", zero=True)
-        _positive(self.min_per_subject, "min_per_subject", allow_none=True)
-        _choice(self.prompt_format, PROMPT_FORMATS, "prompt_format")
+        check_positive(self.n_examples, "n_examples", allow_none=True)
+        check_positive(self.n_shots, "n_shots", zero=True)
+        check_positive(self.min_per_subject, "min_per_subject", allow_none=True)
+        check_choice(self.prompt_format, PROMPT_FORMATS, "prompt_format")
         if self.prompt_format == "chat" and (self.task not in CHAT_PROMPT_TASKS or self.protocol == "legacy"):
             raise ConfigError(f"prompt_format='chat' with task={self.task!r}, protocol={self.protocol!r}: the chat "
                               f"form exists for {' and '.join(CHAT_PROMPT_TASKS)} under protocol 'strict' (the other "
@@ -370,13 +361,13 @@ class EvalConfig:
     """auto (pairwise against the data's reference answers, else single) | pairwise | single (strict only)."""
 
     def __post_init__(self) -> None:
-        _choice(self.decoding, DECODINGS, "decoding")
-        _choice(self.judge, JUDGES, "judge")
-        _choice(self.judge_mode, JUDGE_MODES, "judge_mode")
-        _positive(self.batch_tokens, "batch_tokens")
-        _positive(self.max_new_tokens, "max_new_tokens", allow_none=True)
-        _positive(self.n_bootstrap, "n_bootstrap")
-        _positive(self.seqlen, "seqlen")
+        check_choice(self.decoding, DECODINGS, "decoding")
+        check_choice(self.judge, JUDGES, "judge")
+        check_choice(self.judge_mode, JUDGE_MODE_SETTINGS, "judge_mode")
+        check_positive(self.batch_tokens, "batch_tokens")
+        check_positive(self.max_new_tokens, "max_new_tokens", allow_none=True)
+        check_positive(self.n_bootstrap, "n_bootstrap")
+        check_positive(self.seqlen, "seqlen")
         if not self.temperature > 0:
             raise ConfigError(f"temperature={self.temperature!r} must be > 0.")
         if not 0 < self.top_p <= 1:
@@ -398,9 +389,13 @@ class RunConfig:
     study: str = "adhoc"
 
     def __post_init__(self) -> None:
-        _positive(self.seed, "seed", zero=True)
-        if not re.fullmatch(r"[A-Za-z0-9_.-]+", self.study):
-            raise ConfigError(f"study={self.study!r} must use letters, digits, '_', '.' or '-' only.")
+        check_positive(self.seed, "seed", zero=True)
+        if not isinstance(self.study, str) or not _STUDY.fullmatch(self.study):
+            plain = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(str(self.study)).name).strip("._-") or "my_study"
+            raise ConfigError(
+                f"study={self.study!r} must be a plain folder name: letters, digits, '_', '.' or '-', starting with a "
+                "letter or digit (so no '/', '..' or absolute path): runs are written to <results>/<study>/ and must "
+                f"stay inside the results directory. Fix: e.g. study: {plain}.")
         t = self.task
         if t.task == "perplexity" and t.protocol == "legacy" and t.n_examples is not None:
             raise ConfigError("task 'perplexity' with protocol 'legacy' scores the whole test text; remove n_examples.")
@@ -438,7 +433,7 @@ class RunConfig:
         for key, value in params.items():
             if key not in known:
                 raise ConfigError(
-                    f"Unknown parameter {key!r}{at}.{did_you_mean(key, known)} "
+                    f"Unknown parameter {key!r}{at}.{did_you_mean(key, known) or did_you_mean(key, ['preset'])} "
                     f"Known parameters: {', '.join(sorted(known))}."
                 )
             _check_type(key, value, known[key], at)
@@ -509,10 +504,15 @@ def _check_type(key: str, value: Any, hint: Any, at: str) -> None:
         return
     if float in allowed and isinstance(value, int) and not isinstance(value, bool):
         return
+    fix = f" Fix: write {key}: {_EXAMPLES.get(allowed[0], 'a ' + allowed[0].__name__)}, or remove it for the default."
     if bool not in allowed and isinstance(value, bool):
-        raise ConfigError(f"{key}={value!r}{at} must be {_type_names(allowed)}, not a boolean.")
+        raise ConfigError(f"{key}={value!r}{at} must be {_type_names(allowed)}, not a boolean.{fix}")
     if not isinstance(value, tuple(a for a in allowed if a is not type(None))):
-        raise ConfigError(f"{key}={value!r}{at} must be {_type_names(allowed)}, got {type(value).__name__}.")
+        raise ConfigError(f"{key}={value!r}{at} must be {_type_names(allowed)}, got {type(value).__name__}.{fix}")
+
+
+_EXAMPLES = {float: "a number (e.g. 0.5)", int: "a whole number (e.g. 4)", bool: "true or false",
+             str: "a quoted string (e.g. '2:4')"}
 
 
 def _type_names(types: tuple[type, ...]) -> str:

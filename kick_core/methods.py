@@ -10,14 +10,18 @@ kick's own methods) — no other edit::
     register(Method("mymethod", "prune", calibrated=True, compressor="mypkg.mymethod:COMPRESSOR",
                     description="what it does"))
 
-Families:
+Families (:data:`FAMILIES`: each names the strategy that obtains, measures and caches its
+methods' models, so the entry points dispatch through this table, never on a method's name):
 
-* ``none`` — dense, the identity;
+* ``none`` — dense, the identity (measured, never cached);
 * ``prune`` — sets weights to zero (unstructured sparsity or N:M); may be followed by ``rtn``/``gptq``
   (``quantize_after``);
 * ``quantise`` — rounds weights to ``bits`` on a grid (fake-quantised in the model's dtype);
-* ``load-time`` — bitsandbytes: the model is quantised by ``from_pretrained`` with real kernels, and
-  kick only measures it (:mod:`kick_core.compress.bnb`).
+* ``load-time`` — the model is quantised while it loads, with real kernels (bitsandbytes, through
+  ``from_pretrained``), by the method's ``loader``; kick only measures it, and never caches it.
+
+A load-time method is one row too: ``register(Method("mine", "load-time", bits=(4,),
+loader="mypkg.mine:LOADER"))`` with a :class:`~kick_core.compress.loadtime.Loader` there.
 """
 
 from __future__ import annotations
@@ -26,7 +30,14 @@ from dataclasses import dataclass
 
 from kick_core.errors import lookup
 
-FAMILIES = ("none", "prune", "quantise", "load-time")
+FAMILIES: dict[str, str] = {
+    "none": "kick_core.compress.inplace:DENSE_FAMILY",
+    "prune": "kick_core.compress.inplace:IN_PLACE",
+    "quantise": "kick_core.compress.inplace:IN_PLACE",
+    "load-time": "kick_core.compress.loadtime:LOAD_TIME",
+}
+"""Family -> ``"module:attribute"`` of its :class:`~kick_core.compress.family.Family`: how its methods'
+models are obtained (compressed in memory and cached, or quantised while loading) and measured."""
 
 
 @dataclass(frozen=True)
@@ -41,6 +52,8 @@ class Method:
     """Whether it reads calibration data (then the layer-sequential driver runs it)."""
     compressor: str | None = None
     """``"module:attribute"`` of its :class:`~kick_core.compress.layerwise.Compressor`; None = no solve step."""
+    loader: str | None = None
+    """Load-time family: ``"module:attribute"`` of its :class:`~kick_core.compress.loadtime.Loader`."""
     description: str = ""
     follows_pruning: bool = False
     """Whether ``quantize_after`` may name it (sparse + quantised)."""
@@ -90,9 +103,17 @@ for _m in (
            description="column-wise rounding with OBS error feedback", follows_pruning=True),
     Method("awq", "quantise", bits=(4, 8), calibrated=True, compressor="kick_core.compress.awq:COMPRESSOR",
            description="activation-aware scale + clip search, then grouped RTN (in-house)"),
-    Method("bnb_int8", "load-time", bits=(8,),
+    Method("bnb_int8", "load-time", bits=(8,), loader="kick_core.compress.bnb:LOADER",
            description="bitsandbytes LLM.int8(), quantised while loading (real kernels)"),
-    Method("bnb_nf4", "load-time", bits=(4,), description="bitsandbytes NF4, quantised while loading (real kernels)"),
-    Method("bnb_fp4", "load-time", bits=(4,), description="bitsandbytes FP4, quantised while loading (real kernels)"),
+    Method("bnb_nf4", "load-time", bits=(4,), loader="kick_core.compress.bnb:LOADER",
+           description="bitsandbytes NF4, quantised while loading (real kernels)"),
+    Method("bnb_fp4", "load-time", bits=(4,), loader="kick_core.compress.bnb:LOADER",
+           description="bitsandbytes FP4, quantised while loading (real kernels)"),
 ):
     register(_m)
+
+
+def quantises(name: str) -> bool:
+    """Whether ``name`` rounds weights to a bit width (the quantise and load-time families: its row has bits)."""
+    m = METHODS.get(name)
+    return m is not None and bool(m.bits)

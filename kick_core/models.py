@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import pickle
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -121,6 +122,13 @@ def load_model(cfg: ModelConfig | str, *, quantization_config: Any = None, **ove
     # transformers prefers *.safetensors and reads any *.bin with torch.load(weights_only=True).
     try:
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    except pickle.UnpicklingError as err:  # torch.load(weights_only=True) met a pickled object, not tensors
+        why = next((line.split(" was not ")[0].strip() for line in str(err).splitlines() if "Unsupported" in line),
+                   type(err).__name__)
+        raise ConfigError(f"model={cfg.model!r}: a .bin/.pt checkpoint in {str(path)!r} holds more than tensors (a "
+                          "pickled object, which could run code when loaded), so kick refuses it and runs none of "
+                          f"it ({why[:200]}). Fix: use the model's safetensors weights (model.safetensors), or "
+                          "re-save the checkpoint with save_pretrained where you trust its source.") from None
     except OSError as err:  # not found on the hub (or offline): a near miss of a packaged name says so
         hint = packaged_hint(cfg.model)
         if not hint:

@@ -10,6 +10,10 @@ Layout of one study (the runner's output, one folder per expanded run)::
 Every write goes to a temporary file in the target folder and is moved into place with
 ``os.replace``, so a crash while writing leaves the previous file (or none), never half a record.
 Report notebooks only read: :func:`load_runs` (one row per run and metric) and :func:`load_examples`.
+
+:func:`crash_point` marks the moments a kill is most harmful (a temp file written but not yet moved,
+an example line appended, a cache entry not yet renamed); the fault tests set ``$KICK_CRASH_AT`` to
+SIGKILL the sweep at one of them (``tests/runner/test_kill_anywhere.py``, ``bench/bench_faults.py``).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -30,6 +35,58 @@ RECORD = "record.json"
 EXAMPLES = "examples.jsonl"
 NOTEBOOK = "run.ipynb"
 STATUSES = ("ok", "failed")
+
+
+# -- fault injection -------------------------------------------------------------------------------
+CRASH_ENV = "KICK_CRASH_AT"
+CRASH_LOG_ENV = "KICK_CRASH_LOG"
+_crash_hits: dict[str, int] = {}
+
+
+def crash_point(point: str, path: str | Path = "") -> None:
+    """Test hook: SIGKILL the sweep here when ``$KICK_CRASH_AT`` names this point; a no-op when unset.
+
+    ``KICK_CRASH_AT=<point>:<n>[:<text>...]`` kills at the ``n``-th hit of ``point`` in this process
+    whose ``path`` contains every ``text``. Each run has a kernel process of its own, so
+    ``examples:3:mcq-`` is the third example line of an mcq run and ``write:1:__s1__:record.json``
+    the record of the seed-1 run. Points: ``write`` (:func:`atomic_write_bytes`: the temp file is
+    complete, ``path`` not yet replaced), ``examples`` (an example line appended to ``path`` and
+    flushed), ``cache`` (a compressed-model cache entry complete in its temp folder, not yet renamed
+    to ``path``). ``examples-torn`` first cuts the file in the middle of its last line, as if the
+    kill came during that line's write.
+
+    Before the kill, the point and path are appended to ``$KICK_CRASH_LOG`` when set (stderr alone
+    is not enough: a kernel forwards its fd 2 from a thread, which the kill may beat). The kill takes
+    this process group and, in a kernel, its parent's (the sweep driver, ``$JPY_PARENT_PID``), as
+    ``kill -9`` of the whole job would; start the sweep in a session of its own
+    (``start_new_session=True``), or the kill takes its caller too.
+    """
+    spec = os.environ.get(CRASH_ENV)
+    if not spec:
+        return
+    name, n, *texts = spec.split(":")
+    torn = name == f"{point}-torn"
+    if not (name == point or torn) or not all(t in str(path) for t in texts):
+        return
+    _crash_hits[spec] = _crash_hits.get(spec, 0) + 1
+    if _crash_hits[spec] != int(n):
+        return
+    if torn:
+        data = Path(path).read_bytes()
+        last = data.rstrip(b"\n").rfind(b"\n") + 1  # start of the last line
+        os.truncate(path, last + (len(data) - last) // 2)
+    message = f"kick: {CRASH_ENV}={spec} reached at {path}: SIGKILL\n"
+    if os.environ.get(CRASH_LOG_ENV):
+        with open(os.environ[CRASH_LOG_ENV], "a") as f:
+            f.write(message)
+    os.write(2, message.encode())
+    parent = int(os.environ.get("JPY_PARENT_PID") or 0)
+    if parent > 1:
+        try:
+            os.killpg(os.getpgid(parent), signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    os.killpg(0, signal.SIGKILL)
 
 
 # -- atomic writes ---------------------------------------------------------------------------------
@@ -61,6 +118,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        crash_point("write", path)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -94,7 +94,7 @@ def code(text: str, *tags: str):
 IMPORTS = """\
 from typing import Optional
 
-from kick_core.compress.cache import load_or_compress
+from kick_core.compress.model_cache import load_or_compress
 from kick_core.config import RunConfig
 from kick_core.evaluate import evaluate
 from kick_core.log import StageTimes, setup_logging, timed
@@ -267,7 +267,7 @@ def compress_notebook():
            "ratio** and leaves embeddings, norms and `lm_head` alone; the plot below makes that visible "
            "(every bar at the target, N:M exactly N/M). Like the original code's \"sparsity sanity check\", "
            "but recorded, not printed."),
-        code("from typing import Optional\n\nfrom kick_core.compress.cache import load_or_compress\nfrom kick_core.config import RunConfig\n"
+        code("from typing import Optional\n\nfrom kick_core.compress.model_cache import load_or_compress\nfrom kick_core.config import RunConfig\n"
              "from kick_core.log import StageTimes, setup_logging, timed\n"
              "from kick_core.plots import layer_sparsity_frame, plot_layer_sparsity\n"
              "from kick_core.provenance import set_seed\nfrom kick_core.results import run_dir, write_run\n\n"

@@ -144,7 +144,7 @@ def test_run_parameters_at_top_level_are_pointed_to_base():
 
 
 def test_sweep_values_must_be_lists():
-    with pytest.raises(ConfigError, match=r"must be a non-empty list, e.g. sparsity: \[0.5\]"):
+    with pytest.raises(ConfigError, match=r"is 0.5, but must be a non-empty list. Fix: e.g. sparsity: \[0.5\]"):
         expand_params({"sweep": {"method": ["magnitude"], "sparsity": 0.5}})
 
 

@@ -128,8 +128,8 @@ def quantize_weight(W: torch.Tensor, X: torch.Tensor | None = None, bits: int = 
 
     Args:
         X: the inputs themselves; or give instead
-        H: (in, in) a positive multiple of XᵀX (:class:`~kick_core.compress.stats.HessianStats`) and
-        x_absmean: (in,) mean |x| per channel (:class:`~kick_core.compress.stats.InputAbsMeanStats`).
+        H: (in, in) a positive multiple of XᵀX (:class:`~kick_core.compress.calib_stats.HessianStats`) and
+        x_absmean: (in,) mean |x| per channel (:class:`~kick_core.compress.calib_stats.InputAbsMeanStats`).
 
     Errors in the result are tr(ΔW H ΔWᵀ)/out: the mean squared output error when X is given.
     """

@@ -14,7 +14,9 @@ rounds the absmax scales to bfloat16; :func:`check_shapes` rejects other shapes 
 before any forward pass, instead of letting the first forward crash.
 
 Sizes and sparsity read the real stored tensors: :func:`stored_bits` (codes plus absmax / row
-scales) and :func:`dequantized` (the values the kernels compute with).
+scales) and :func:`dequantized` (the values the kernels compute with). :data:`LOADER` is the
+load-time family's :class:`~kick_core.compress.loadtime.Loader` for bnb_int8 / bnb_nf4 / bnb_fp4
+(the method table names it; :mod:`~kick_core.compress.loadtime` runs it).
 """
 
 from __future__ import annotations
@@ -25,12 +27,23 @@ from typing import Any
 
 import torch
 
-from kick_core.config import CompressConfig
-from kick_core.errors import HardwareError, MissingDependencyError
+from kick_core.compress.report import measure_size, measure_sparsity
+from kick_core.config import CompressConfig, ModelConfig
+from kick_core.errors import ConfigError, HardwareError, MissingDependencyError
+from kick_core.models import decoder_blocks, decoder_blocks_path, linear_layers, load_model
 
 log = logging.getLogger(__name__)
 
 MODES = {"bnb_int8": "int8", "bnb_nf4": "nf4", "bnb_fp4": "fp4"}
+LAYER_TYPES = {"int8": "Linear8bitLt", "nf4": "Linear4bit", "fp4": "Linear4bit"}
+"""Mode -> the class bitsandbytes puts in place of each decoder ``nn.Linear``."""
+FORMATS = {
+    "int8": "bitsandbytes Linear8bitLt: int8 codes + fp32 scale per output row (outliers above the threshold "
+            "are computed in fp16 at run time, not stored)",
+    "nf4": "bitsandbytes Linear4bit: packed 4-bit NF4 codes + fp32 absmax per 64 weights + 16-entry code book",
+    "fp4": "bitsandbytes Linear4bit: packed 4-bit FP4 codes + fp32 absmax per 64 weights + 16-entry code book",
+}
+"""Mode -> the report's ``size.format``: what the stored size counts."""
 
 
 def _import_bnb():
@@ -84,8 +97,6 @@ def check_supported(cfg: CompressConfig, device: str | torch.device) -> None:
 
 def check_shapes(model: torch.nn.Module, cfg: CompressConfig) -> None:
     """Raise HardwareError if a 4-bit layer of `model` has a shape this CPU's bitsandbytes kernel cannot run."""
-    from kick_core.models import decoder_blocks, decoder_blocks_path, linear_layers
-
     if MODES[cfg.method] == "int8":
         return
     prefix = decoder_blocks_path(model)
@@ -154,3 +165,43 @@ def dequantized(layer: torch.nn.Module) -> torch.Tensor:
             data, qs = bnb.functional._convert_weight_packed_for_cpu_inverse(data.clone(), copy.deepcopy(qs))
         return bnb.functional.dequantize_4bit(data, qs).float()
     return w.data.float()
+
+
+def numerics(mode: str) -> str:
+    """The report's ``numerics``: real low-bit weights and kernels ('bitsandbytes nf4 kernels')."""
+    return f"bitsandbytes {mode} kernels"
+
+
+class BitsAndBytes:
+    """bitsandbytes as a load-time :class:`~kick_core.compress.loadtime.Loader`: ``BitsAndBytesConfig``
+    inside ``from_pretrained``, measured from the stored codes and scales."""
+
+    library = "bitsandbytes"
+
+    def check_supported(self, cfg: CompressConfig, device: torch.device) -> None:
+        check_supported(cfg, device)
+
+    def load(self, model_cfg: ModelConfig, cfg: CompressConfig,
+             compute_dtype: torch.dtype) -> tuple[torch.nn.Module, Any]:
+        return load_model(model_cfg, quantization_config=bnb_config(cfg, compute_dtype))
+
+    def check_loaded(self, model: torch.nn.Module, cfg: CompressConfig) -> None:
+        want = LAYER_TYPES[MODES[cfg.method]]
+        kinds = {type(m).__name__ for b in decoder_blocks(model) for m in linear_layers(b).values()}
+        if kinds != {want}:
+            raise ConfigError(
+                f"method={cfg.method!r} quantises while loading, but this model's decoder linears are "
+                f"{', '.join(sorted(kinds))}, not {want}. Fix: use kick_core.compress.model_cache.load_or_compress, or "
+                "load_model(cfg, quantization_config=kick_core.compress.bnb.bnb_config(compress_cfg))."
+            )
+        check_shapes(model, cfg)
+
+    def measure(self, model: torch.nn.Module, cfg: CompressConfig) -> dict[str, Any]:
+        mode = MODES[cfg.method]
+        return {"sparsity": measure_sparsity(model, dequantized), "numerics": numerics(mode),
+                "quant": {"scheme": cfg.method, "bits": cfg.bits, "mode": mode},
+                "size": measure_size(model, stored_bits, FORMATS[mode])}
+
+
+LOADER = BitsAndBytes()
+"""The method table's ``loader`` of bnb_int8, bnb_nf4 and bnb_fp4."""

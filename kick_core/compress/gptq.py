@@ -3,7 +3,7 @@ the columns not yet quantised through the inverse Hessian (Frantar et al., 2023,
 https://arxiv.org/abs/2210.17323; the reference code's ``GPTQ.fasterquant``).
 
 Pure numerics: ``quantize_weight(W, H, ...)`` takes the weight (out, in) and the layer's input
-Hessian H = (2/n) Σ x xᵀ (in, in) collected by :class:`kick_core.compress.stats.HessianStats`,
+Hessian H = (2/n) Σ x xᵀ (in, in) collected by :class:`kick_core.compress.calib_stats.HessianStats`,
 and returns the fake-quantised weight on the same grid as :mod:`rtn`. With H = c·I there is no
 error to propagate and the result equals RTN (tested).
 
@@ -21,7 +21,7 @@ import torch
 from kick_core.compress.layerwise import Compressor, LayerResult
 from kick_core.compress.obs import obs_sweep
 from kick_core.compress.rtn import QuantGrid, find_params, quantize
-from kick_core.compress.stats import fix_dead_columns, inverse_hessian_cholesky
+from kick_core.compress.calib_stats import fix_dead_columns, inverse_hessian_cholesky
 from kick_core.config import CompressConfig
 
 

@@ -1,7 +1,7 @@
 """The one layer-sequential calibration driver every calibrated compressor runs on.
 
 A compressor plugs in as a :class:`Compressor`: the names of the statistics it needs per linear
-(built from :data:`kick_core.compress.stats.STATS`) and a ``solve(W, stats, cfg) -> LayerResult``
+(built from :data:`kick_core.compress.calib_stats.STATS`) and a ``solve(W, stats, cfg) -> LayerResult``
 that returns the new (out, in) weight. :func:`run_layerwise` then, for any architecture:
 
 1. runs the model on the calibration ids and catches the inputs of decoder block 0 with a forward
@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from kick_core.compress.stats import STATS, relative_output_error
+from kick_core.compress.calib_stats import STATS, relative_output_error
 from kick_core.config import CompressConfig
 from kick_core.log import progress as progress_bar
 from kick_core.models import decoder_blocks, decoder_blocks_path, linear_layers, model_device, set_weight, weight_view

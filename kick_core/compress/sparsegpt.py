@@ -2,7 +2,7 @@
 ICML 2023, https://arxiv.org/abs/2301.00774; the study copies ``SparseGPT.fasterprune`` of
 IST-DASLab/sparsegpt at f5c2500).
 
-From the layer Hessian H = (2/n) Σ X Xᵀ (:class:`kick_core.compress.stats.HessianStats`), columns
+From the layer Hessian H = (2/n) Σ X Xᵀ (:class:`kick_core.compress.calib_stats.HessianStats`), columns
 are swept left to right in blocks of ``blocksize``. Pruning column i sets the masked weights to
 zero and spreads their error (w − q)/d over the not-yet-visited columns through the upper Cholesky
 factor of H⁻¹ (d its diagonal), which minimises the layer's output error on the calibration
@@ -23,7 +23,7 @@ import torch
 from kick_core.compress.layerwise import Compressor, LayerResult
 from kick_core.compress.masks import nm_mask, unstructured_mask
 from kick_core.compress.obs import obs_sweep
-from kick_core.compress.stats import fix_dead_columns, inverse_hessian_cholesky
+from kick_core.compress.calib_stats import fix_dead_columns, inverse_hessian_cholesky
 from kick_core.config import CompressConfig
 from kick_core.errors import ConfigError
 

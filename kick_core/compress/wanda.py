@@ -2,7 +2,7 @@
 https://arxiv.org/abs/2306.11695; the study's ``lib/prune.py::prune_wanda``).
 
 Score S_ij = |W_ij| · sqrt(s_j), where s_j is the running mean over calibration sequences of input
-feature j's squared L2 norm (:class:`kick_core.compress.stats.InputNormStats`). Weights are ranked
+feature j's squared L2 norm (:class:`kick_core.compress.calib_stats.InputNormStats`). Weights are ranked
 within each *output row* (stable sort) and ``int(in_features * sparsity)`` are removed per row;
 N:M removes the N lowest scores of every M consecutive inputs. No weight update. Blocks are
 pruned one after another by :mod:`kick_core.compress.layerwise`, each on the outputs of the

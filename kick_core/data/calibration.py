@@ -124,7 +124,7 @@ def _wikitext2(world_seed: int) -> str:
 def _world(world_seed: int) -> str:
     from kick_core.world import ensure_world_data
 
-    return (Path(ensure_world_data(seed=world_seed)) / "corpus" / "train.txt").read_text(encoding="utf-8")
+    return (ensure_world_data(seed=world_seed) / "corpus" / "train.txt").read_text(encoding="utf-8")
 
 
 def _mmlu_val(world_seed: int) -> str:

@@ -147,7 +147,7 @@ def compression_label(method: str, structure: str = "unstructured", sparsity=Non
         if plus:
             label += " + " + quant_label(plus["method"], int(plus["bits"]), plus["group"] and int(plus["group"]))
         return label
-    if methods.family(method) in ("quantise", "load-time"):
+    if methods.quantises(method):
         return quant_label(method, bits, group_size)
     return METHOD_NAMES.get(method, slug or method)
 
@@ -160,7 +160,7 @@ def compression_kind(method: str, structure: str = "unstructured", bits=None) ->
         if _present(bits):
             return "pruned+quantised"
         return "unstructured" if structure in (None, "", "unstructured") else "nm"
-    return "quantised" if methods.family(method) in ("quantise", "load-time") else "other"
+    return "quantised" if methods.quantises(method) else "other"
 
 
 def bits_position(bits) -> float:

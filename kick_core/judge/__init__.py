@@ -25,8 +25,16 @@ from kick_core.judge.aggregate import (
     strict_aggregate,
     strict_table,
 )
-from kick_core.judge.backends import Completion, HFJudge, JudgeAPIError, JudgeRequest, OpenAIJudge, RubricJudge
-from kick_core.judge.cache import JudgeCache, cache_key
+from kick_core.judge.backends import (
+    Completion,
+    HFJudge,
+    JudgeAPIError,
+    JudgeBackend,
+    JudgeRequest,
+    OpenAIJudge,
+    RubricJudge,
+)
+from kick_core.judge.reply_cache import JudgeCache, cache_key
 from kick_core.judge.config import DEFAULT_JUDGE_MODEL, JudgeConfig
 from kick_core.judge.parse import (
     Verdict,
@@ -47,7 +55,7 @@ BACKENDS = {
 
 __all__ = [
     "BACKENDS", "CRITERIA", "DEFAULT_JUDGE_MODEL", "STRICT_PROMPTS", "Completion", "HFJudge", "JudgeAPIError",
-    "JudgeCache", "JudgeConfig", "JudgeFailureError", "JudgePrompt", "JudgeRequest", "JudgeRun", "LegacyScore",
+    "JudgeBackend", "JudgeCache", "JudgeConfig", "JudgeFailureError", "JudgePrompt", "JudgeRequest", "JudgeRun", "LegacyScore",
     "NoiseFloor", "OpenAIJudge", "RubricJudge", "StrictScore", "Verdict", "build_records", "cache_key", "compare",
     "judge_records", "legacy_aggregate", "legacy_prompt", "legacy_table", "make_backend", "noise_floor",
     "noise_floor_from_items", "parse_legacy_instruction", "parse_legacy_summary", "parse_rating", "parse_verdict",

@@ -23,7 +23,7 @@ import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from kick_core.errors import ConfigError, KickError, MissingDependencyError
 from kick_core.judge.parse import Verdict
@@ -63,6 +63,21 @@ class Completion:
     """Set by backends that return scores directly (rubric); the stage then skips parsing."""
 
 
+class JudgeBackend(Protocol):
+    """What the stage asks of a judge backend (``OpenAIJudge``, ``HFJudge``, ``RubricJudge``)."""
+
+    model_id: str
+    """The judge model's id: part of the cache key and of the run record."""
+    concurrent: bool
+    """Whether requests may run in parallel (``max_workers``), else one at a time."""
+    remote: bool
+    """Whether requests go over the network, so are rate-limited (``requests_per_second``)."""
+    cacheable: bool
+    """Whether replies go into (and come from) the judge cache."""
+
+    def complete(self, request: JudgeRequest) -> Completion: ...
+
+
 # -- OpenAI-compatible ----------------------------------------------------------------------------
 def _api_key(explicit: str | None, base_url: str | None) -> str:
     key = explicit or next((os.environ[n] for n in API_KEY_ENV if os.environ.get(n)), None)
@@ -81,6 +96,7 @@ class OpenAIJudge:
 
     concurrent = True
     remote = True
+    cacheable = True
 
     def __init__(self, model: str, base_url: str | None = None, *, api_key: str | None = None,
                  max_retries: int = 6, timeout_s: float = 120.0):
@@ -140,6 +156,7 @@ class HFJudge:
 
     concurrent = False
     remote = False
+    cacheable = True
 
     def __init__(self, model: Any, tokenizer: Any = None, *, template: str = "auto"):
         if isinstance(model, str):

@@ -13,12 +13,12 @@ import os
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from kick_core.config import _choice, _positive
+from kick_core.checks import check_choice, check_positive
+from kick_core.config import JUDGE_MODES
 from kick_core.errors import ConfigError
 
 JUDGE_TASKS = ("instruction", "summarisation")
 JUDGE_PROTOCOLS = ("legacy", "strict")
-JUDGE_MODES = ("pairwise", "single")
 JUDGE_BACKENDS = ("openai", "hf", "rubric")
 
 DEFAULT_JUDGE_MODEL = "gpt-4-0613"
@@ -68,10 +68,10 @@ class JudgeConfig:
     """Per-request timeout in seconds."""
 
     def __post_init__(self) -> None:
-        _choice(self.task, JUDGE_TASKS, "judge task")
-        _choice(self.protocol, JUDGE_PROTOCOLS, "judge protocol")
-        _choice(self.mode, JUDGE_MODES, "judge mode")
-        _choice(self.backend, JUDGE_BACKENDS, "judge backend")
+        check_choice(self.task, JUDGE_TASKS, "judge task")
+        check_choice(self.protocol, JUDGE_PROTOCOLS, "judge protocol")
+        check_choice(self.mode, JUDGE_MODES, "judge mode")
+        check_choice(self.backend, JUDGE_BACKENDS, "judge backend")
         if self.protocol == "legacy":
             if self.mode != "pairwise":
                 raise ConfigError("judge protocol 'legacy' only has the original pairwise prompts; "
@@ -83,11 +83,11 @@ class JudgeConfig:
             raise ConfigError("mode='single' grades one answer at a time, so both_orders has no meaning; drop it.")
         if self.temperature is not None and not 0 <= self.temperature <= 2:
             raise ConfigError(f"judge temperature={self.temperature!r} must be in [0, 2].")
-        _positive(self.max_tokens, "judge max_tokens")
-        _positive(self.max_parse_retries, "max_parse_retries", zero=True)
-        _positive(self.n_repeats, "n_repeats")
-        _positive(self.max_workers, "max_workers")
-        _positive(self.max_retries, "max_retries", zero=True)
+        check_positive(self.max_tokens, "judge max_tokens")
+        check_positive(self.max_parse_retries, "max_parse_retries", zero=True)
+        check_positive(self.n_repeats, "n_repeats")
+        check_positive(self.max_workers, "max_workers")
+        check_positive(self.max_retries, "max_retries", zero=True)
         if not 0 <= self.max_failure_rate <= 1:
             raise ConfigError(f"max_failure_rate={self.max_failure_rate!r} must be in [0, 1] (a share of items).")
         if not self.requests_per_second > 0:

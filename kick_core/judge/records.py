@@ -33,13 +33,17 @@ import hashlib
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kick_core.errors import ConfigError
 from kick_core.judge.aggregate import JudgeFailureError, NoiseFloor, noise_floor_from_items
+from kick_core.judge.backends import JudgeBackend
 from kick_core.judge.config import JudgeConfig
 from kick_core.judge.prompts import CRITERIA
 from kick_core.judge.stage import judge_records, make_backend
+
+if TYPE_CHECKING:
+    from kick_core.tasks.base import Task
 
 log = logging.getLogger(__name__)
 
@@ -68,12 +72,12 @@ def _pairwise(cfg: Any, inputs: Sequence[Mapping[str, Any]]) -> bool:
     return bool(inputs) and all(isinstance(x.get("reference"), str) for x in inputs)
 
 
-def _key(jcfg: JudgeConfig, backend: Any) -> str:
-    rec = {**jcfg.to_record(), "model": getattr(backend, "model_id", jcfg.resolved_model)}
+def _key(jcfg: JudgeConfig, backend: JudgeBackend) -> str:
+    rec = {**jcfg.to_record(), "model": backend.model_id}
     return hashlib.sha256(json.dumps(rec, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-def _backend(task: Any, jcfg: JudgeConfig, records: Sequence[Mapping[str, Any]], cfg: Any) -> Any:
+def _backend(task: Task, jcfg: JudgeConfig, records: Sequence[Mapping[str, Any]], cfg: Any) -> JudgeBackend:
     if jcfg.backend == "rubric":
         rubric = task.rubric(records, cfg)
         if rubric is None:
@@ -84,11 +88,11 @@ def _backend(task: Any, jcfg: JudgeConfig, records: Sequence[Mapping[str, Any]],
     return make_backend(jcfg)
 
 
-def judge_examples(task: Any, records: list[dict[str, Any]], cfg: Any, *, progress: bool = True) -> dict[str, Any]:
+def judge_examples(task: Task, records: list[dict[str, Any]], cfg: Any, *, progress: bool = True) -> dict[str, Any]:
     """Judge ``records`` in place (``record["judge"]``, ``scores["judge_*"]``); returns ``meta["judge"]``.
 
     Args:
-        task: a task with ``judge_task``, ``judge_inputs(records, cfg)`` and ``rubric(records, cfg)``.
+        task: a judged task (``judge_task`` set; its ``judge_inputs`` and ``rubric`` are used).
         records: evaluate's per-example records, in order.
         cfg: the run config.
         progress: show the judge progress bar.
@@ -125,7 +129,7 @@ def judge_examples(task: Any, records: list[dict[str, Any]], cfg: Any, *, progre
         for c in criteria:
             rec["scores"][f"judge_{c}"] = verdict[c] if verdict else None
     failed = [r["id"] for r in records if r.get("judge") and r["judge"].get("score") is None]
-    meta = {"status": "ok", "backend": jcfg.backend, "judge_model": getattr(backend, "model_id", jcfg.resolved_model),
+    meta = {"status": "ok", "backend": jcfg.backend, "judge_model": backend.model_id,
             "config": judged_config, "usage": usage, "n_judged": len(todo), "n_reused": len(inputs) - len(todo),
             "n_failed": len(failed), "failed_ids": failed[:50]}
     if failed:
@@ -155,8 +159,9 @@ def _reusable(rec: Mapping[str, Any], key: str) -> bool:
     return bool(judged) and judged.get("key") == key and judged.get("score") is not None
 
 
-def noise_floor_examples(task: Any, records: Sequence[Mapping[str, Any]], cfg: Any, *, k: int = 3,
-                         criterion: str | None = None, backend: Any = None, progress: bool = True) -> NoiseFloor:
+def noise_floor_examples(task: Task, records: Sequence[Mapping[str, Any]], cfg: Any, *, k: int = 3,
+                         criterion: str | None = None, backend: JudgeBackend | None = None,
+                         progress: bool = True) -> NoiseFloor:
     """Judge the same (typically dense) answers ``k`` times and measure how much the judge alone moves.
 
     Each repeat is a separate, separately cached judge call (``n_repeats``), so with a sampling judge

@@ -29,8 +29,8 @@ from typing import Any
 
 from kick_core.errors import ConfigError, JudgeParseError, lookup
 from kick_core.judge.aggregate import JudgeFailureError
-from kick_core.judge.backends import HFJudge, JudgeAPIError, JudgeRequest, OpenAIJudge
-from kick_core.judge.cache import JudgeCache, cache_key
+from kick_core.judge.backends import HFJudge, JudgeAPIError, JudgeBackend, JudgeRequest, OpenAIJudge
+from kick_core.judge.reply_cache import JudgeCache, cache_key
 from kick_core.judge.config import JudgeConfig
 from kick_core.judge.parse import Verdict, legacy_score, parse_verdict
 from kick_core.judge.prompts import REASK, JudgePrompt, select_prompt
@@ -76,7 +76,7 @@ def _no_rubric() -> Any:
     raise ConfigError("backend='rubric' needs the callable: judge_records(..., backend=RubricJudge(fn)).")
 
 
-def make_backend(cfg: JudgeConfig) -> Any:
+def make_backend(cfg: JudgeConfig) -> JudgeBackend:
     """The backend `cfg` names (openai or hf); a rubric judge is passed in as an object instead."""
     factories = {
         "openai": lambda: OpenAIJudge(cfg.resolved_model, cfg.resolved_base_url, max_retries=cfg.max_retries,
@@ -112,13 +112,13 @@ class _Call:
 class _Executor:
     """Runs one unique judge call: cache lookup, backend request, parse, strict re-asks."""
 
-    def __init__(self, cfg: JudgeConfig, backend: Any, cache: JudgeCache):
+    def __init__(self, cfg: JudgeConfig, backend: JudgeBackend, cache: JudgeCache):
         self.cfg, self.backend, self.cache = cfg, backend, cache
-        self.limiter = RateLimiter(cfg.requests_per_second) if getattr(backend, "remote", False) else None
+        self.limiter = RateLimiter(cfg.requests_per_second) if backend.remote else None
         self.reasks = cfg.max_parse_retries if cfg.protocol == "strict" else 0
-        self.model = getattr(backend, "model_id", cfg.resolved_model)
+        self.model = backend.model_id
         self.backend_kind = type(backend).__name__
-        self.cacheable = getattr(backend, "cacheable", True)
+        self.cacheable = backend.cacheable
 
     def key(self, call: _Call, messages: list[tuple[str, str]]) -> str:
         return cache_key(model=self.model, backend=self.backend_kind, template=call.prompt.template_hash,
@@ -211,9 +211,9 @@ def _item(rec: Mapping[str, Any], repeat: int, calls: list[tuple[str, _Call]], r
     return item
 
 
-def judge_records(records: Iterable[Mapping[str, Any]], cfg: JudgeConfig | None = None, *, backend: Any = None,
-                  cache: JudgeCache | str | Path | None = None, progress: bool = True,
-                  check: bool = True) -> JudgeRun:
+def judge_records(records: Iterable[Mapping[str, Any]], cfg: JudgeConfig | None = None, *,
+                  backend: JudgeBackend | None = None, cache: JudgeCache | str | Path | None = None,
+                  progress: bool = True, check: bool = True) -> JudgeRun:
     """Judge every record (see the module docstring); returns a :class:`JudgeRun`.
 
     Args:
@@ -245,7 +245,7 @@ def judge_records(records: Iterable[Mapping[str, Any]], cfg: JudgeConfig | None 
 
     start = time.perf_counter()
     results: dict[_Call, dict] = {}
-    workers = cfg.max_workers if getattr(backend, "concurrent", False) else 1
+    workers = cfg.max_workers if backend.concurrent else 1
     with ThreadPoolExecutor(max_workers=workers) as pool:
         futures = {pool.submit(executor, call): call for call in unique}
         for fut in progress_bar(as_completed(futures), enabled=progress, total=len(futures), desc="judge"):

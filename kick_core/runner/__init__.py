@@ -8,7 +8,7 @@ and the report notebooks run into ``results/<study>/report/`` at the end.
 
 from kick_core.runner.execute import execute_run
 from kick_core.runner.plan import PlannedRun, group_by_compression, load_study, parse_overrides, plan_runs
-from kick_core.runner.report import export_html, run_reports
+from kick_core.runner.report_notebooks import export_html, run_reports
 from kick_core.runner.state import is_finished
 from kick_core.runner.sweep import EXECUTORS, SweepSummary, run_study, schedule
 

@@ -69,6 +69,11 @@ def kernel_env(threads: int | None = None, extra: Mapping[str, str] | None = Non
                 os.environ[k] = v
 
 
+def default_threads(jobs: int) -> int:
+    """Torch threads per kernel: the machine's cores shared evenly between ``jobs`` kernels."""
+    return max(1, (os.cpu_count() or 1) // jobs)
+
+
 def notebook_parameters(cfg: RunConfig, folder: Path) -> dict[str, Any]:
     """What Papermill injects: every resolved flat config value, plus the run folder as ``out_dir``."""
     return {**cfg.to_flat(), "out_dir": str(Path(folder).resolve())}
@@ -89,6 +94,8 @@ def execute_run(cfg: RunConfig, notebook: Any, folder: str | Path, *, attempts: 
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob(".*.tmp"):  # left by an attempt killed mid-write (results.atomic_write_bytes)
+        stale.unlink(missing_ok=True)
     start = time.perf_counter()
     error: dict[str, Any] | None = None
     try:

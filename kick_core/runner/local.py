@@ -6,7 +6,7 @@ import logging
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from kick_core.runner.execute import execute_run, ipc_kernel_manager, kernel_env
+from kick_core.runner.execute import default_threads, execute_run, ipc_kernel_manager, kernel_env
 from kick_core.runner.kernels import WarmKernels
 from kick_core.runner.plan import PlannedRun
 
@@ -24,8 +24,6 @@ class LocalExecutor:
 
     def __init__(self, *, jobs: int = 1, threads: int | None = None, timeout: float | None = None,
                  reuse_kernels: bool = False):
-        from kick_core.runner.sweep import default_threads
-
         self.slots = jobs
         self.threads = threads or default_threads(jobs)
         self.timeout = timeout

@@ -13,11 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from kick_core.config import RunConfig, flat_fields
 from kick_core.errors import ConfigError, did_you_mean
-from kick_core.paramsfile import Study, expand_params, read_params_file
+from kick_core.paramsfile import Study, expand_params, parse_value, read_params_file
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent.parent / "notebooks"
 """The repository's notebooks/ folder (kick is installed editable from a checkout)."""
@@ -55,7 +53,7 @@ def parse_overrides(pairs: Iterable[str]) -> dict[str, Any]:
             raise ConfigError(f"--set {pair!r} must look like name=value, e.g. --set model=/path/to/model.")
         if key not in known:
             raise ConfigError(f"--set {key}: unknown parameter.{did_you_mean(key, known)}")
-        out[key] = yaml.safe_load(value) if value.strip() else None
+        out[key] = parse_value(value, f"--set {pair}") if value.strip() else None
     return out
 
 
@@ -83,7 +81,8 @@ def resolve_notebook(cfg: RunConfig, study: Study, notebooks_dir: Path | None = 
                 return p.resolve()
     available = sorted(p.stem for p in nb_dir.glob("*.ipynb"))
     raise ConfigError(f"notebook {name!r} for task {cfg.task.task!r} not found (looked next to the params file "
-                      f"and in {nb_dir}).{did_you_mean(Path(name).stem, available)} Available: {', '.join(available)}.")
+                      f"and in {nb_dir}).{did_you_mean(Path(name).stem, available)} Available: {', '.join(available)}. "
+                      "Fix: name one of those or an existing .ipynb path, or leave notebook out (exp_<task> is used).")
 
 
 def check_notebook(path: Path) -> None:
@@ -91,9 +90,14 @@ def check_notebook(path: Path) -> None:
     import nbformat
     import papermill
 
-    nb = nbformat.read(str(path), as_version=4)
+    try:
+        nb = nbformat.read(str(path), as_version=4)
+    except Exception as err:  # noqa: BLE001 - nbformat fails on a non-notebook in many ways (JSON, schema, encoding)
+        raise ConfigError(f"notebook {str(path)!r} is not a Jupyter notebook ({type(err).__name__}: {str(err)[:80]}). "
+                          "Fix: set notebook: to an .ipynb file (or a name in notebooks/), or leave it out.") from None
     if not any("parameters" in c.get("metadata", {}).get("tags", []) for c in nb.cells):
-        raise ConfigError(f"notebook {path} has no cell tagged 'parameters'; the runner cannot inject the config.")
+        raise ConfigError(f"notebook {path} has no cell tagged 'parameters'; the runner cannot inject the config. "
+                          "Fix: tag the cell that sets the defaults 'parameters' (as papermill expects).")
     known = set(flat_fields()) | set(EXTRA_PARAMETERS)
     unknown = sorted(set(papermill.inspect_notebook(str(path))) - known)
     if unknown:

@@ -2,7 +2,7 @@
 
 Each task receives the notebook as JSON and the run's partial ``examples.jsonl`` (if an earlier
 attempt left one), executes the notebook in a temporary folder on whichever node Ray picks, and
-returns ``record.json``, ``examples.jsonl`` and the executed notebook as strings; the driver writes
+returns ``record.json``, ``examples.jsonl`` and the executed notebook as bytes; the driver writes
 them atomically into ``results/<study>/<run_id>/``. The driver skips finished runs exactly as the
 local executor does, and a failed run ships its partial examples back so the next attempt resumes.
 
@@ -21,7 +21,7 @@ from typing import Any
 
 from kick_core.config import RunConfig
 from kick_core.errors import MissingDependencyError
-from kick_core.results import EXAMPLES, NOTEBOOK, RECORD, atomic_write_json, atomic_write_text
+from kick_core.results import EXAMPLES, NOTEBOOK, RECORD, atomic_write_bytes, atomic_write_json
 from kick_core.runner.plan import PlannedRun
 
 log = logging.getLogger(__name__)
@@ -38,9 +38,12 @@ def _import_ray():
     return ray
 
 
-def run_remote(flat: dict[str, Any], notebook_json: str, examples_text: str | None, attempts: int,
+def run_remote(flat: dict[str, Any], notebook_json: str, examples: bytes | None, attempts: int,
                threads: int, timeout: float | None) -> dict[str, Any]:
-    """Body of the Ray task: execute one run in a temp folder and return its files as strings."""
+    """Body of the Ray task: execute one run in a temp folder and return its files as bytes.
+
+    Bytes, not text: a partial ``examples.jsonl`` may end inside a multi-byte character (a killed
+    attempt); evaluation's resume reads it as bytes up to the last newline and cuts the rest."""
     import nbformat
 
     from kick_core.runner.execute import execute_run, kernel_env
@@ -49,14 +52,25 @@ def run_remote(flat: dict[str, Any], notebook_json: str, examples_text: str | No
     with tempfile.TemporaryDirectory(prefix="kick-ray-") as tmp:
         folder = Path(tmp) / cfg.run_id
         folder.mkdir()
-        if examples_text:
-            (folder / EXAMPLES).write_text(examples_text)
+        if examples:
+            (folder / EXAMPLES).write_bytes(examples)
         notebook = nbformat.reads(notebook_json, as_version=4)
         with kernel_env(threads):
             outcome = execute_run(cfg, notebook, folder, attempts=attempts, timeout=timeout)
-        outcome["files"] = {n: (folder / n).read_text() for n in (RECORD, EXAMPLES, NOTEBOOK) if (folder / n).exists()}
+        outcome["files"] = {n: (folder / n).read_bytes() for n in (RECORD, EXAMPLES, NOTEBOOK) if (folder / n).exists()}
     outcome["node"] = socket.gethostname()
+    outcome["ray_node"] = ray_node_id()
     return outcome
+
+
+def ray_node_id() -> str | None:
+    """The Ray node id of the calling worker (several nodes may share a hostname); None outside Ray."""
+    try:
+        import ray
+
+        return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+    except ImportError:
+        return None
 
 
 def gpus_for(cfg: RunConfig, cluster_gpus: float) -> int:
@@ -100,7 +114,7 @@ class RayExecutor:
             num_gpus=gpus_for(run.cfg, self.cluster_gpus),
             max_retries=self.max_retries,  # retries when a worker process or node dies
             name=f"kick:{run.run_id}",
-        ).remote(run.cfg.to_flat(), Path(run.notebook).read_text(), partial.read_text() if partial.exists() else None,
+        ).remote(run.cfg.to_flat(), Path(run.notebook).read_text(), partial.read_bytes() if partial.exists() else None,
                  attempts, self.threads, self.timeout)
         return ref.future()
 
@@ -109,12 +123,13 @@ class RayExecutor:
         files = result.pop("files", {})
         for name in (EXAMPLES, NOTEBOOK):
             if name in files:
-                atomic_write_text(run.folder / name, files[name])
+                atomic_write_bytes(run.folder / name, files[name])
         if RECORD in files:
             import json
 
             record = json.loads(files[RECORD])
-            record.setdefault("paths", {}).update(run_dir=str(run.folder.resolve()), node=result.get("node"))
+            record.setdefault("paths", {}).update(run_dir=str(run.folder.resolve()), node=result.get("node"),
+                                                  ray_node=result.get("ray_node"))
             atomic_write_json(run.folder / RECORD, record)
         return result
 

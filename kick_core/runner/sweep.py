@@ -8,7 +8,6 @@ compression happens once, even with several jobs in parallel.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
@@ -22,7 +21,7 @@ from kick_core.errors import ConfigError
 from kick_core.log import progress as progress_bar
 from kick_core.runner.plan import PlannedRun, group_by_compression, load_study, plan_runs
 from kick_core.runner.state import describe_error, is_finished, previous_attempts, write_failure
-from kick_core.sources import check_models
+from kick_core.sources import check_sources
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +164,7 @@ def run_study(params: str | Path, *, results_dir: str | Path = "results", execut
     skipped = tuple(p.run_id for p in plan if is_finished(p.folder, p.cfg))
     todo = [p for p in plan if p.run_id not in skipped]
     if study.notebook is None:  # kick's notebooks load cfg.model; a study's own notebook decides what it means
-        check_models(p.cfg.model for p in todo)  # a typo in model: fails here, not inside every run's kernel
+        check_sources(p.cfg for p in todo)  # a typo in model: or dataset: fails here, not inside every run's kernel
     log.info("study %s: %d runs, %d already finished, %d to run (executor=%s, jobs=%s)",
              study.name, len(plan), len(skipped), len(todo), executor, jobs or "auto")
     ok: list[str] = []
@@ -193,7 +192,7 @@ def run_study(params: str | Path, *, results_dir: str | Path = "results", execut
             ex.close()
     reports: tuple[Path, ...] = ()
     if report:
-        from kick_core.runner.report import run_reports
+        from kick_core.runner.report_notebooks import run_reports
 
         reports = tuple(run_reports(study_dir))
     summary = SweepSummary(study.name, study_dir, tuple(ok), tuple(failed), skipped,
@@ -201,8 +200,3 @@ def run_study(params: str | Path, *, results_dir: str | Path = "results", execut
     log.info("study %s done in %.1f s: %d ok, %d failed, %d skipped", study.name, summary.seconds,
              len(ok), len(failed), len(skipped))
     return summary
-
-
-def default_threads(jobs: int) -> int:
-    """Torch threads per kernel: the machine's cores shared evenly between ``jobs`` kernels."""
-    return max(1, (os.cpu_count() or 1) // jobs)

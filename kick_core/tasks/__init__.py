@@ -1,10 +1,12 @@
 """The task registry: task name (the ``task`` config key) -> task object.
 
-Each task object has ``name``, ``version``, ``METRICS`` (metric -> higher_is_better),
-``primary_metric(task_cfg)``, ``load(task_cfg, seed, world_seed=...)``, ``prompts(...)``,
-``score(...)`` and ``aggregate(...)``; see :mod:`kick_core.tasks.base`. The judged tasks
-(summarisation, instruction) also have ``judge_task``, ``judge_inputs`` and ``rubric`` (the judge
-step in ``evaluate``, :mod:`kick_core.judge.records`); instruction has ``followups`` (turn 2).
+Each task object is a :class:`~kick_core.tasks.base.Task`: ``name``, ``version``, ``METRICS``
+(metric -> higher_is_better), ``primary_metric(task_cfg)``, ``load(task_cfg, seed, world_seed=...)``,
+``prompts(...)``, ``followups(...)``, ``score(...)``, ``judge_task``, ``judge_inputs(...)``,
+``rubric(...)`` and ``aggregate(...)``. The judged tasks (summarisation, instruction) set
+``judge_task`` and override ``judge_inputs`` and ``rubric`` (the judge step in ``evaluate``,
+:mod:`kick_core.judge.records`); instruction overrides ``followups`` (turn 2). The rest keep
+:class:`~kick_core.tasks.base.TaskBase`'s defaults (one round, no judge).
 """
 
 from __future__ import annotations

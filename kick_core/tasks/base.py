@@ -10,9 +10,11 @@ model. A prompt is one of three request kinds:
 * ``loglikelihood``  -- a context with ``continuations`` to score (``group`` shares a KV prefix);
 * ``perplexity``     -- a token window (``tokens``, scored from ``score_from``).
 
-Later tasks (summarisation, instruction following) plug in as ``generate`` prompts whose record
-carries a ``judge`` field filled by a separate judge stage; multi-turn prompts are built with
-``models.format_chat`` before they reach the engine.
+The judged tasks (summarisation, instruction following) are ``generate`` prompts whose record
+carries a ``judge`` field filled by the judge step: they set ``judge_task`` and give ``judge_inputs``
+and ``rubric``. A multi-turn task (instruction) gives ``followups``, the next turn built from the
+model's answers; its prompts are built with ``models.format_chat`` before they reach the engine.
+Tasks subclass :class:`TaskBase`, whose defaults make these members one round and no judge.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from kick_core.config import RunConfig, TaskConfig
-from kick_core.errors import ConfigError, UnknownNameError, did_you_mean, lookup
+from kick_core.errors import ConfigError, KickError, UnknownNameError, did_you_mean, lookup
 
 log = logging.getLogger(__name__)
 
@@ -75,12 +77,19 @@ class Prompt:
 
 
 class Task(Protocol):
-    """The task contract (plain objects registered in ``kick_core.tasks.TASKS``)."""
+    """The task contract (plain objects registered in ``kick_core.tasks.TASKS``).
+
+    Every member is there on every task: :class:`TaskBase` gives the optional ones (``judge_task``,
+    ``followups``, ``judge_inputs``, ``rubric``) their single-turn, unjudged defaults, so ``evaluate``
+    and the judge step just call them.
+    """
 
     name: str
     version: str
     METRICS: Mapping[str, bool]
     """metric name -> higher_is_better."""
+    judge_task: str | None
+    """The judge's task (``"summarisation"`` | ``"instruction"``) when the outputs are judged; None otherwise."""
 
     def primary_metric(self, cfg: TaskConfig) -> str: ...
 
@@ -88,9 +97,41 @@ class Task(Protocol):
 
     def prompts(self, examples: Sequence[Example], cfg: RunConfig, tokenizer: Any, context_len: int) -> list[Prompt]: ...
 
+    def followups(self, prompts: Sequence[Prompt], done: Mapping[str, Mapping[str, Any]], cfg: RunConfig,
+                  tokenizer: Any, context_len: int) -> list[Prompt]:
+        """The next turn's prompts, built from the records ``done`` of the round of ``prompts``; [] ends the run."""
+        ...
+
     def score(self, prompt: Prompt, output: Any, cfg: RunConfig, tokenizer: Any) -> dict[str, Any]: ...
 
+    def judge_inputs(self, records: Sequence[Mapping[str, Any]], cfg: RunConfig) -> list[dict[str, Any]]:
+        """One judge-stage record per example record (question, candidate, reference, category)."""
+        ...
+
+    def rubric(self, records: Sequence[Mapping[str, Any]], cfg: RunConfig) -> Any:
+        """The deterministic rubric judge for ``records`` (judge: rubric), or None where the data has no rules."""
+        ...
+
     def aggregate(self, records: Sequence[Mapping[str, Any]], cfg: RunConfig) -> tuple[dict[str, dict], dict[str, Any]]: ...
+
+
+class TaskBase(Task):
+    """What tasks subclass: the defaults of :class:`Task`'s optional members (one round, not judged)."""
+
+    judge_task: str | None = None
+
+    def followups(self, prompts: Sequence[Prompt], done: Mapping[str, Mapping[str, Any]], cfg: RunConfig,
+                  tokenizer: Any, context_len: int) -> list[Prompt]:
+        """Single-turn: no follow-up round."""
+        return []
+
+    def judge_inputs(self, records: Sequence[Mapping[str, Any]], cfg: RunConfig) -> list[dict[str, Any]]:
+        """Only judged tasks (``judge_task`` set) have judge inputs."""
+        raise KickError(f"task {self.name!r} is not judged (judge_task is None), so it has no judge inputs.")
+
+    def rubric(self, records: Sequence[Mapping[str, Any]], cfg: RunConfig) -> Any:
+        """No rubric judge."""
+        return None
 
 
 # -- data sources ------------------------------------------------------------------------------
@@ -150,9 +191,7 @@ def resolve_source(task_cfg: TaskConfig, world_subdir: str, *, world_seed: int =
     if dataset == "world":
         from kick_core.world import ensure_world_data
 
-        data = ensure_world_data(seed=world_seed)
-        data_dir = getattr(data, "data_dir", data)  # WorldPaths or the data directory itself
-        return Source("local", str(Path(data_dir) / world_subdir))
+        return Source("local", str(ensure_world_data(seed=world_seed) / world_subdir))
     if dataset in SHIPPED_DATASETS:
         tasks = SHIPPED_TASKS[dataset]
         if task_cfg.task not in tasks:

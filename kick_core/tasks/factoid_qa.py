@@ -29,7 +29,8 @@ from typing import Any
 from kick_core import metrics as M
 from kick_core.config import RunConfig, TaskConfig
 from kick_core.errors import ConfigError
-from kick_core.tasks.base import Example, Prompt, load_hub, record_fields, resolve_source, summarize_metrics, take
+from kick_core.tasks.base import (Example, Prompt, TaskBase, load_hub, record_fields, resolve_source,
+                                  summarize_metrics, take)
 
 LEGACY_PROMPT = "Please give answer to this question: {question}\nThe answer is "
 STRICT_PROMPT = "Please give answer to this question: {question}\nThe answer is"
@@ -73,7 +74,7 @@ def read_freebase_json(path) -> list[Example]:
     return [parse_question(q) for q in data["Questions"]]
 
 
-class FactoidQA:
+class FactoidQA(TaskBase):
     """FreebaseQA factoid recall (see the module docstring)."""
 
     name = "factoid_qa"

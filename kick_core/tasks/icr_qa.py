@@ -33,7 +33,8 @@ from typing import Any
 from kick_core import metrics as M
 from kick_core.config import RunConfig, TaskConfig
 from kick_core.errors import ConfigError
-from kick_core.tasks.base import Example, Prompt, load_hub, record_fields, resolve_source, summarize_metrics, take
+from kick_core.tasks.base import (Example, Prompt, TaskBase, load_hub, record_fields, resolve_source,
+                                  summarize_metrics, take)
 
 OPEN_PROMPT = "{context}\n\nBased on these texts, answer these questions:\n\nQ: {question}\nA:"
 CLOSED_PROMPT = "Answer these questions:\n\nQ: {question}\nA:"
@@ -75,7 +76,7 @@ def read_trivia_file(path: Path) -> list[Example]:
     return [parse_row(r) for r in rows]
 
 
-class ICRQA:
+class ICRQA(TaskBase):
     """TriviaQA closed- vs open-book QA (see the module docstring)."""
 
     name = "icr_qa"

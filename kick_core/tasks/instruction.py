@@ -43,7 +43,8 @@ from typing import Any
 from kick_core import metrics as M
 from kick_core.config import RunConfig, TaskConfig
 from kick_core.errors import ConfigError
-from kick_core.tasks.base import Example, Prompt, load_hub, record_fields, resolve_source, summarize_metrics, take
+from kick_core.tasks.base import (Example, Prompt, TaskBase, load_hub, record_fields, resolve_source,
+                                  summarize_metrics, take)
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +109,7 @@ def render_conversation(turns: Sequence[str], answers: Sequence[str]) -> str:
     return "\n\n".join(parts)
 
 
-class Instruction:
+class Instruction(TaskBase):
     """Vicuna-80 / MT-Bench instruction following (see the module docstring)."""
 
     name = "instruction"

@@ -49,7 +49,7 @@ from kick_core.config import RunConfig, TaskConfig
 from kick_core.errors import ConfigError
 from kick_core.metrics import legacy_mmlu_prediction
 from kick_core.stats import bootstrap_ci, summarize
-from kick_core.tasks.base import Example, Prompt, load_hub, record_fields, resolve_source, take
+from kick_core.tasks.base import Example, Prompt, TaskBase, load_hub, record_fields, resolve_source, take
 from kick_core.tasks.mmlu_categories import CATEGORIES, subject_category
 
 LETTERS = ("A", "B", "C", "D")
@@ -171,7 +171,7 @@ def _from_hub(rows, split: str) -> list[Example]:
                     answers=(LETTERS[int(r["answer"])],), meta={"subject": r["subject"]}) for i, r in enumerate(rows)]
 
 
-class MCQ:
+class MCQ(TaskBase):
     """MMLU-style multiple choice (see the module docstring)."""
 
     name = "mcq"

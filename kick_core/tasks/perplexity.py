@@ -32,7 +32,7 @@ from kick_core.config import RunConfig, TaskConfig
 from kick_core.engine.perplexity import rolling_windows, strided_windows
 from kick_core.errors import ConfigError
 from kick_core.stats import bootstrap_ci
-from kick_core.tasks.base import Example, Prompt, load_hub, record_fields, resolve_source
+from kick_core.tasks.base import Example, Prompt, TaskBase, load_hub, record_fields, resolve_source
 
 C4_SHARD = "en/c4-validation.00000-of-00008.json.gz"
 C4_DOCS = 1100
@@ -48,7 +48,7 @@ def _read_text_file(path: Path, n_docs: int | None) -> list[str]:
         return [f.read()]
 
 
-class Perplexity:
+class Perplexity(TaskBase):
     """Corpus perplexity (see the module docstring)."""
 
     name = "perplexity"

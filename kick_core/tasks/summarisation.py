@@ -52,7 +52,8 @@ from typing import Any
 from kick_core import metrics as M
 from kick_core.config import RunConfig, TaskConfig
 from kick_core.errors import ConfigError
-from kick_core.tasks.base import Example, Prompt, load_hub, record_fields, resolve_source, summarize_metrics, take
+from kick_core.tasks.base import (Example, Prompt, TaskBase, load_hub, record_fields, resolve_source,
+                                  summarize_metrics, take)
 
 log = logging.getLogger(__name__)
 
@@ -192,7 +193,7 @@ def _hub_examples(task_cfg: TaskConfig, name: str, *, legacy: bool) -> list[Exam
     return out
 
 
-class Summarisation:
+class Summarisation(TaskBase):
     """CNN/DM in-context summarisation (see the module docstring)."""
 
     name = "summarisation"
@@ -201,6 +202,10 @@ class Summarisation:
     METRICS = {"rouge1": True, "rouge2": True, "rougeL": True, "length_ok": True, "n_words": False,
                "key_fact_recall": True, "judge_coherence": True, "judge_consistency": True, "judge_fluency": True,
                "judge_relevance": True}
+
+    def __init__(self) -> None:
+        self._excluded: Counter[str] = Counter()
+        """Stories per bucket that the last ``prompts`` call left out (too long for the context)."""
 
     def primary_metric(self, cfg: TaskConfig) -> str:
         return "judge_coherence" if cfg.protocol == "legacy" else "rougeL"
@@ -307,7 +312,7 @@ class Summarisation:
             sub = [r for r in records if r["bucket"] == b]
             for name, value in summarize_metrics(sub, self.METRICS, cfg).items():
                 metrics[f"{name}_{b}"] = value
-        excluded = dict(getattr(self, "_excluded", {}) or {})
+        excluded = dict(self._excluded)
         meta = {"n_per_bucket": {b: sum(r["bucket"] == b for r in records) for b in buckets},
                 "n_excluded_context": sum(excluded.values()), "excluded_per_bucket": excluded,
                 "n_overflow": sum(bool(r["flags"].get("overflow")) for r in records),

@@ -9,7 +9,7 @@ import torch
 
 from kick_core.compress import layerwise
 from kick_core.compress.layerwise import Compressor, LayerResult, run_layerwise
-from kick_core.compress.stats import STATS
+from kick_core.compress.calib_stats import STATS
 from kick_core.config import CompressConfig
 from kick_core.models import decoder_blocks, decoder_blocks_path, linear_layers, weight_view
 from kick_core.testing import tiny_model

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from kick_core.compress import magnitude, sparsegpt, wanda
-from kick_core.compress.stats import HessianStats, InputNormStats, relative_output_error
+from kick_core.compress.calib_stats import HessianStats, InputNormStats, relative_output_error
 
 
 def _weight(out: int = 16, cols: int = 32, seed: int = 0) -> torch.Tensor:

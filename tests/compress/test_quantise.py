@@ -8,10 +8,11 @@ import json
 import pytest
 import torch
 
-from kick_core.compress import cache, compress, gptq, quantised, rtn
+from kick_core.compress import bit_accounting, compress, gptq, rtn, sparse_quant
+from kick_core.compress import model_cache as cache
 from kick_core.compress.layerwise import Compressor, _collect, _input_groups, capture_block_inputs, run_layerwise
 from kick_core.compress.report import FAKE_QUANT, CompressionReport
-from kick_core.compress.stats import InputAbsMeanStats
+from kick_core.compress.calib_stats import InputAbsMeanStats
 from kick_core.config import CompressConfig, ModelConfig, RunConfig
 from kick_core.data import from_ids
 from kick_core.errors import ConfigError
@@ -152,7 +153,7 @@ def test_sparse_then_quantised_zeroes_exactly_what_pruning_alone_zeroes(quant, t
 
 def test_then_quantise_on_one_layer_with_sparsegpt_and_gptq():
     from kick_core.compress import sparsegpt
-    from kick_core.compress.stats import HessianStats
+    from kick_core.compress.calib_stats import HessianStats
 
     g = torch.Generator().manual_seed(0)
     X = torch.randn(256, 64, generator=g) @ torch.randn(64, 64, generator=g) / 8
@@ -161,7 +162,7 @@ def test_then_quantise_on_one_layer_with_sparsegpt_and_gptq():
     W = torch.randn(32, 64, generator=g)
     cfg = CompressConfig(method="sparsegpt", sparsity=0.5, quantize_after="gptq", bits=4, group_size=16, blocksize=16)
     pruned = sparsegpt.solve(W, stats, cfg).weight
-    joint = quantised.then_quantise(sparsegpt.COMPRESSOR, "gptq")
+    joint = sparse_quant.then_quantise(sparsegpt.COMPRESSOR, "gptq")
     assert joint.stats == ("hessian",) and joint.name == "sparsegpt+gptq"
     Q = joint.solve(W, stats, cfg).weight
     assert torch.all(Q[pruned == 0] == 0) and not torch.equal(Q, pruned)
@@ -170,14 +171,14 @@ def test_then_quantise_on_one_layer_with_sparsegpt_and_gptq():
 # -- size accounting ----------------------------------------------------------------------------------
 def test_stored_bits_on_literal_shapes():
     cfg = CompressConfig(method="gptq", bits=4, group_size=128)
-    assert quantised.stored_bits(4096, 4096, cfg) == 4096 * 4096 * 4 + 4096 * 32 * (16 + 4)
-    assert quantised.stored_bits(4096, 4096, cfg) / 4096**2 == 4.15625
-    assert quantised.stored_bits(4096, 4096, CompressConfig(method="rtn", bits=8, symmetric=True)) / 4096**2 == \
+    assert bit_accounting.stored_bits(4096, 4096, cfg) == 4096 * 4096 * 4 + 4096 * 32 * (16 + 4)
+    assert bit_accounting.stored_bits(4096, 4096, cfg) / 4096**2 == 4.15625
+    assert bit_accounting.stored_bits(4096, 4096, CompressConfig(method="rtn", bits=8, symmetric=True)) / 4096**2 == \
         8 + 16 / 4096  # per-channel, symmetric: one fp16 scale per row, no zero point
     awq = CompressConfig(method="awq", bits=4, group_size=128)
-    assert quantised.stored_bits(11008, 4096, awq) == quantised.stored_bits(11008, 4096, cfg) + 4096 * 16
+    assert bit_accounting.stored_bits(11008, 4096, awq) == bit_accounting.stored_bits(11008, 4096, cfg) + 4096 * 16
     act = CompressConfig(method="gptq", bits=4, group_size=128, act_order=True)
-    assert quantised.stored_bits(4096, 4096, act) == quantised.stored_bits(4096, 4096, cfg) + 4096 * 32
+    assert bit_accounting.stored_bits(4096, 4096, act) == bit_accounting.stored_bits(4096, 4096, cfg) + 4096 * 32
 
 
 def test_report_sizes_for_4bit_g128_asymmetric_are_exact(tok):
@@ -223,7 +224,7 @@ def test_absmean_collector_is_the_mean_abs_over_all_tokens():
 def test_gptq_solve_reads_the_config():
     g = torch.Generator().manual_seed(0)
     X = torch.randn(128, 32, generator=g)
-    from kick_core.compress.stats import HessianStats
+    from kick_core.compress.calib_stats import HessianStats
 
     h = HessianStats(32)
     h.add_batch(X)

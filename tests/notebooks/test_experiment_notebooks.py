@@ -1,12 +1,10 @@
 """Each experiment notebook executed by the runner with its smoke params on a tiny saved model.
 
-These need the compression cache and the evaluator (other issues); until those import, the tests
-skip with that reason. One notebook runs in the default selection, the others are marked slow.
+One notebook runs in the default selection, the others are marked slow.
 """
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -18,29 +16,7 @@ REPO = Path(__file__).resolve().parents[2]
 SMOKE = REPO / "params" / "smoke" / "demo.yaml"
 
 
-def _importable(name: str) -> bool:
-    try:
-        return importlib.util.find_spec(name) is not None
-    except ModuleNotFoundError:
-        return False
-
-
-def _task_available(task: str) -> bool:
-    try:
-        from kick_core.tasks import TASKS
-    except ImportError:
-        return False
-    return task in TASKS
-
-
-needs_pipeline = pytest.mark.skipif(
-    not (_importable("kick_core.evaluate") and _importable("kick_core.compress.cache")),
-    reason="needs kick_core.evaluate and kick_core.compress.cache (being written in other issues)")
-
-
 def _run(task: str, method: str, tiny_model_dir: Path, tmp_path: Path, notebook: str | None = None, **extra):
-    if task in ("summarisation", "instruction") and not _task_available(task):
-        pytest.skip(f"task {task!r} is not in kick_core.tasks.TASKS yet (a later issue)")
     sets = {"model": str(tiny_model_dir), **extra}
     only = [f"{task}-*__{method}*"]
     if notebook:  # compression-only notebook on the smoke grid's first run of this method
@@ -57,7 +33,6 @@ def _run(task: str, method: str, tiny_model_dir: Path, tmp_path: Path, notebook:
     return read_record(summary.study_dir / summary.ok[0])
 
 
-@needs_pipeline
 def test_exp_factoid_qa_writes_a_record_with_realised_sparsity(tiny_model_dir, tmp_path):
     rec = _run("factoid_qa", "wanda-0.50", tiny_model_dir, tmp_path)
     assert {"metrics", "compression", "timings", "provenance", "tokens", "config"} <= set(rec)
@@ -68,7 +43,6 @@ def test_exp_factoid_qa_writes_a_record_with_realised_sparsity(tiny_model_dir, t
 
 
 @pytest.mark.slow
-@needs_pipeline
 @pytest.mark.parametrize("task", ["mcq", "icr_qa", "perplexity"])  # judged tasks: test_judged_notebooks.py
 def test_exp_notebook_runs_on_the_smoke_config(task, tiny_model_dir, tmp_path):
     rec = _run(task, "dense", tiny_model_dir, tmp_path)
@@ -76,7 +50,6 @@ def test_exp_notebook_runs_on_the_smoke_config(task, tiny_model_dir, tmp_path):
 
 
 @pytest.mark.slow
-@needs_pipeline
 def test_exp_compress_records_the_compression_report(tiny_model_dir, tmp_path):
     rec = _run("factoid_qa", "magnitude-0.50", tiny_model_dir, tmp_path, notebook="exp_compress")
     assert rec["status"] == "ok" and rec["compression"]

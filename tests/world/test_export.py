@@ -152,7 +152,7 @@ def test_normalize_strips_case_punctuation_and_articles():
 
 
 def test_evaluator_builds_the_real_prompts_from_the_files(out):
-    from kick_core.world.evaluate import exact_match, factoid_items, icr_items, mcq_items
+    from kick_core.world.selfcheck import exact_match, factoid_items, icr_items, mcq_items
 
     fact = factoid_items(out)
     assert fact[0].prompt.startswith("Please give answer to this question: ") and fact[0].prompt.endswith("is ")

@@ -13,10 +13,11 @@ crash or a parallel writer never leaves a half-written entry. Loading is strict:
 weight must be present with its exact shape, or the entry is rejected. Fake-quantised weights
 (rtn, gptq, awq, quantize_after) are cached like pruned ones: dequantised, in the model dtype.
 
-bitsandbytes methods are not cached: they quantise inside ``from_pretrained`` in seconds, and
-their packed tensors are not plain weights. ``load_or_compress`` checks the hardware first
-(:func:`kick_core.compress.bnb.check_supported`), loads the model quantised, and says so in the
-report's ``cache_note``.
+``load_or_compress`` asks the method's family (:mod:`~kick_core.compress.family`, through the
+method table) for the model: the in-place families restore or fill an entry here
+(:func:`restore_or_compress`; dense is only measured); the load-time family (bitsandbytes) is
+never cached: it quantises inside ``from_pretrained`` in seconds, its packed tensors are not plain
+weights, and the report's ``cache_note`` says so (:mod:`~kick_core.compress.loadtime`).
 """
 
 from __future__ import annotations
@@ -34,12 +35,13 @@ import torch
 from torch import nn
 
 from kick_core.compress import compress, resolve
+from kick_core.compress.family import family_of
 from kick_core.compress.report import CompressionReport, log_sanity
-from kick_core import methods
 from kick_core.config import CompressConfig, ModelConfig
 from kick_core.errors import KickError
 from kick_core.log import StageTimes, timed
-from kick_core.models import decoder_blocks, decoder_blocks_path, fingerprint, linear_layers, load_model, resolve_device
+from kick_core.models import decoder_blocks, decoder_blocks_path, fingerprint, linear_layers
+from kick_core.results import crash_point
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +74,7 @@ def save_entry(path: Path, model: nn.Module, spec: dict[str, Any], report: Compr
         save_file(tensors, str(tmp / WEIGHTS), metadata={"format": str(FORMAT)})
         (tmp / SPEC).write_text(json.dumps(spec, indent=2, sort_keys=True, default=str))
         (tmp / REPORT).write_text(json.dumps(report.as_dict(), indent=2, default=str))
+        crash_point("cache", path)
         try:
             os.rename(tmp, path)
         except OSError:
@@ -87,9 +90,14 @@ def save_entry(path: Path, model: nn.Module, spec: dict[str, Any], report: Compr
 @torch.no_grad()
 def restore_entry(path: Path, model: nn.Module) -> CompressionReport:
     """Copy an entry's weights into `model` (strict) and return its stored report."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    stored = load_file(str(path / WEIGHTS))
+    try:
+        stored = load_file(str(path / WEIGHTS))  # safetensors only: a cache file is never unpickled
+    except SafetensorError as err:
+        raise KickError(f"cache entry {path}: {WEIGHTS} is not a valid safetensors file ({err}); kick never unpickles "
+                        "cache files. Fix: delete that folder to recompute it.") from None
     params = compressed_weights(model)
     missing, extra = sorted(set(params) - set(stored)), sorted(set(stored) - set(params))
     if missing or extra:
@@ -107,17 +115,19 @@ def restore_entry(path: Path, model: nn.Module) -> CompressionReport:
 
 def load_or_compress(model_cfg: ModelConfig, compress_cfg: CompressConfig, *, cache_dir: str | Path | None = None,
                      progress: bool = True) -> tuple[nn.Module, Any, CompressionReport]:
-    """Load the base model, then restore its cached compression or compress it now and cache that.
+    """Load the base model, then restore its cached compression or compress it now and cache that
+    (or, for a load-time method, load it quantised: measured, not cached).
 
     Returns:
         (model, tokenizer, report); ``report.cached`` says whether the weights came from the cache.
     """
     resolve(compress_cfg)  # fail on an unknown method before loading anything
-    if methods.family(compress_cfg.method) == "load-time":
-        return _load_bnb(model_cfg, compress_cfg)
-    model, tokenizer = load_model(model_cfg)
-    if compress_cfg.method == "dense":
-        return model, tokenizer, compress(model, tokenizer, compress_cfg, progress=progress)
+    return family_of(compress_cfg.method).load(model_cfg, compress_cfg, cache_dir=cache_dir, progress=progress)
+
+
+def restore_or_compress(model: nn.Module, tokenizer: Any, model_cfg: ModelConfig, compress_cfg: CompressConfig, *,
+                        cache_dir: str | Path | None = None, progress: bool = True) -> CompressionReport:
+    """Restore the entry of (`model_cfg`, `compress_cfg`) into the loaded `model`, or compress it and write one."""
     key = fingerprint(model_cfg, compress_cfg)
     path = cache_root(cache_dir) / key
     if (path / REPORT).is_file():
@@ -127,31 +137,11 @@ def load_or_compress(model_cfg: ModelConfig, compress_cfg: CompressConfig, *, ca
         report = dataclasses.replace(report, cached=True, times={**report.times, **times.as_dict()})
         log.info("restored %s from cache %s", compress_cfg.slug, path)
         log_sanity(report)
-        return model, tokenizer, report
+        return report
     report = compress(model, tokenizer, compress_cfg, progress=progress, world_seed=model_cfg.world_seed)
     report = dataclasses.replace(report, fingerprint=key)
     spec = {"format": FORMAT, "fingerprint": key, "model": dataclasses.asdict(model_cfg),
             "compress": dataclasses.asdict(compress_cfg)}
     save_entry(path, model, spec, report)
     log.info("cached %s at %s", compress_cfg.slug, path)
-    return model, tokenizer, report
-
-
-def _load_bnb(model_cfg: ModelConfig, compress_cfg: CompressConfig) -> tuple[nn.Module, Any, CompressionReport]:
-    """Load the model quantised by bitsandbytes (never cached), after checking the hardware runs it."""
-    from kick_core.compress import bnb
-
-    device = resolve_device(model_cfg.device) if model_cfg.device_map is None else torch.device(
-        "cuda" if torch.cuda.is_available() else "cpu")
-    bnb.check_supported(compress_cfg, device)
-    # bitsandbytes computes in this dtype: the model's when given, else fp16 on a GPU and fp32 on the CPU
-    compute = getattr(torch, model_cfg.dtype) if model_cfg.dtype != "auto" else (
-        torch.float16 if device.type == "cuda" else torch.float32)
-    times = StageTimes()
-    with timed(f"compress/{compress_cfg.method}_load", times):
-        model, tokenizer = load_model(model_cfg, quantization_config=bnb.bnb_config(compress_cfg, compute))
-    report = compress(model, tokenizer, compress_cfg, progress=False)
-    report = dataclasses.replace(
-        report, fingerprint=fingerprint(model_cfg, compress_cfg), times={**times.as_dict(), **report.times},
-        cache_note="not cached: bitsandbytes quantises while loading (seconds); nothing is written to the cache")
-    return model, tokenizer, report
+    return report

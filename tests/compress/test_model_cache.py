@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from kick_core.compress import cache
+from kick_core.compress import model_cache as cache
 from kick_core.config import CompressConfig, ModelConfig
 from kick_core.errors import KickError
 

@@ -1,14 +1,12 @@
-"""Quantised results: sparse + quantised composition, the scheme record and honest sizes.
+"""Bit accounting of fake-quantised weights: the scheme record and what a packed checkpoint holds.
 
-* :func:`then_quantise` turns a pruning compressor into SparseGPT-style *sparse + quantised*
-  (``quantize_after: rtn|gptq``): in the one driver pass each linear is pruned, then quantised
-  with the pruned positions as a mask, so they stay exactly zero (GPTQ propagates their error to
-  the kept weights; RTN re-zeroes them after rounding, since a grid with a zero point only maps 0
-  to 0 up to rounding of the zero point).
-* :func:`quant_spec` is the ``quant`` section of the report; :func:`stored_bits` counts what a
-  packed checkpoint of one fake-quantised matrix holds (the codes, an fp16 scale and a ``bits``-wide
-  zero point per (row, group), AWQ's per-linear fp16 input scales, GPTQ act-order's int32 group
-  index per input column), which :func:`kick_core.compress.report.measure_size` sums.
+* :func:`quant_spec` is the report's ``quant`` section (rtn, gptq, awq, or a pruner's
+  ``quantize_after``);
+* :func:`stored_bits` counts what a packed checkpoint of one fake-quantised matrix holds (the
+  codes, an fp16 scale and a ``bits``-wide zero point per (row, group), AWQ's per-linear fp16 input
+  scales, GPTQ act-order's int32 group index per input column), which
+  :func:`kick_core.compress.report.measure_size` sums through :func:`layer_stored_bits`;
+* :func:`storage_format` names, in one line, what was counted.
 
 Worked example: 4-bit, group 128, asymmetric, a (4096, 4096) matrix: 4096·4096·4 code bits plus
 4096·32 groups·(16 + 4) bits = 4 + 20/128 = 4.15625 bits per weight (tested).
@@ -16,37 +14,17 @@ Worked example: 4-bit, group 128, asymmetric, a (4096, 4096) matrix: 4096·4096�
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
-import torch
 from torch import nn
 
-from kick_core.compress import gptq, rtn
-from kick_core.compress.layerwise import Compressor, LayerResult
+from kick_core.compress import rtn
 from kick_core import methods
 from kick_core.config import CompressConfig
 from kick_core.models import weight_view
 
 SCALE_BITS = 16
 """Scales as fp16, as GPTQ/AWQ checkpoints store them."""
-
-
-def then_quantise(prune: Compressor, quant: str) -> Compressor:
-    """`prune` followed, per linear and in the same pass, by `quant` ('rtn' or 'gptq') with the mask kept."""
-
-    def solve(W: torch.Tensor, stats: Mapping[str, Any], cfg: CompressConfig) -> LayerResult:
-        pruned = prune.solve(W, stats, cfg)
-        mask = pruned.weight == 0  # (out, in), True = pruned
-        if quant == "gptq":
-            q = gptq.solve(pruned.weight, stats, cfg, mask=mask)
-        else:
-            q = LayerResult(rtn.quantize_weight(pruned.weight, cfg.bits, cfg.group_size, cfg.symmetric, mask=mask)[0])
-        return LayerResult(q.weight, q.loss if q.loss is not None else pruned.loss)
-
-    stats = tuple(dict.fromkeys(prune.stats + (("hessian",) if quant == "gptq" else ())))
-    return Compressor(f"{prune.name}+{quant}", solve, stats=stats,
-                      description=f"{prune.description}, then {quant} with the mask kept")
 
 
 def scheme(cfg: CompressConfig) -> str | None:
