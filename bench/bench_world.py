@@ -16,17 +16,23 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import logging
+import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
+import kick_core  # noqa: F401, I001 - before torch: bounded OpenMP spin-waiting (kick_core/openmp.py)
 import torch
 
+from kick_core.openmp import SPINCOUNT, spinning
 from kick_core.world import TrainConfig, ensure_world
 from kick_core.world.denormals import flush_denormals
-from kick_core.world.evaluate import evaluate_world, generate
+from kick_core.world.selfcheck import evaluate_world, generate
 from kick_core.world.export import write_datasets
 from kick_core.world.generate import generate_world
 from kick_core.world.prompts import chat_prompt
@@ -101,12 +107,55 @@ def subnormal_penalty(n: int = 512, reps: int = 5) -> dict[str, float]:
     return {"ieee": round(ieee, 2), "flushed": round(flushed, 2)}
 
 
+_STEP_PROBE = """
+import statistics, sys, time, torch
+from transformers import LlamaConfig, LlamaForCausalLM
+from kick_core.world import TrainConfig
+c = TrainConfig(); torch.manual_seed(0); torch.set_num_threads(2)
+m = LlamaForCausalLM(LlamaConfig(hidden_size=c.hidden, num_hidden_layers=c.layers, num_attention_heads=c.heads,
+                                 num_key_value_heads=c.kv_heads, intermediate_size=c.intermediate,
+                                 vocab_size=c.vocab_size, max_position_embeddings=c.seq_len))
+opt = torch.optim.AdamW(m.parameters(), lr=1e-3)
+x = torch.randint(0, c.vocab_size, (c.batch_size, c.seq_len))
+times = []
+for _ in range(int(sys.argv[1])):
+    t = time.perf_counter(); m(input_ids=x, labels=x).loss.backward(); opt.step(); opt.zero_grad()
+    times.append(time.perf_counter() - t)
+print(statistics.median(times[3:]))
+"""
+
+
+def shared_core_penalty(steps: int = 30) -> dict[str, float]:
+    """Seconds per step of a world-model-shaped training step (2 threads, full rows, plain attention)
+    with the machine to itself and with a busy process on one core, for libgomp's default spin-wait
+    and kick's bounded one (kick_core/openmp.py): the cost of sharing the CPU, measured here."""
+    clean = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+    variants = {"default": {**clean, "GOMP_SPINCOUNT": "300000"}, "bounded": {**clean, "GOMP_SPINCOUNT": SPINCOUNT}}
+
+    def step_s(env) -> float:
+        out = subprocess.run([sys.executable, "-c", _STEP_PROBE, str(steps)], env=env, capture_output=True,
+                             text=True, check=True)
+        return float(out.stdout.split()[-1])
+
+    result = {f"{name}_idle_s": round(step_s(env), 4) for name, env in variants.items()}
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        result.update({f"{name}_shared_s": round(step_s(env), 4) for name, env in variants.items()})
+    finally:
+        busy.kill()
+        busy.wait()
+    return result
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seed", type=int, default=0, help="world seed")
     ap.add_argument("--threads", type=int, default=2, help="torch threads (training is deterministic per count)")
     ap.add_argument("--sparsity", type=float, default=0.5, help="magnitude-pruning sparsity to compare")
     ap.add_argument("--steps", type=int, default=None, help="training steps (default: the shipped TrainConfig's)")
+    ap.add_argument("--skip-shared", action="store_true", help="skip the shared-core measurement (about 1 min)")
+    ap.add_argument("--n-rc", type=int, default=None,
+                    help="reading-comprehension pages per epoch (default: the shipped Mix's)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     torch.set_num_threads(args.threads)
@@ -117,7 +166,11 @@ def main() -> None:
         write_datasets(world, tmp)
     gen_s = time.perf_counter() - start
 
-    cfg = TrainConfig() if args.steps is None else TrainConfig(steps=args.steps)
+    cfg = TrainConfig()
+    if args.steps is not None:
+        cfg = dataclasses.replace(cfg, steps=args.steps)
+    if args.n_rc is not None:
+        cfg = dataclasses.replace(cfg, mix=dataclasses.replace(cfg.mix, n_rc=args.n_rc))
     paths = ensure_world(args.seed, cfg)
     record = json.loads((paths.root / "world.json").read_text())
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -137,12 +190,13 @@ def main() -> None:
     closed_drop = d["factoid_strict"]["all"] - p["factoid_strict"]["all"]
     open_drop = d["icr_open"]["all"] - p["icr_open"]["all"]
     sub = subnormal_penalty()
-    summary = {"seed": args.seed, "throughput": record.get("throughput"), "subnormal_penalty": sub, "generation_s": round(gen_s, 2), "train_s": record["train_seconds"],
+    shared = None if args.skip_shared else shared_core_penalty()
+    summary = {"seed": args.seed, "throughput": record.get("throughput"), "subnormal_penalty": sub, "shared_core": shared, "openmp_waiting": spinning(), "generation_s": round(gen_s, 2), "train_s": record["train_seconds"],
                "n_params": record["n_params"], "results": results,
                "closed_drop": closed_drop, "open_drop": open_drop,
                "phenomenon": closed_drop >= 2 * max(open_drop, 0.0),
                "rtn8_max_abs_diff": max(abs(d[t]["all"] - q[t]["all"]) for t in ("factoid", "factoid_strict", "icr_open", "icr_closed", "mcq", "mcq_cloze"))}
-    suffix = "" if args.steps is None else f"_steps{args.steps}"
+    suffix = ("" if args.steps is None else f"_steps{args.steps}") + ("" if args.n_rc is None else f"_rc{args.n_rc}")
     out = Path(__file__).parent / "out" / f"world_s{args.seed}{suffix}.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(summary, indent=1) + "\n")
@@ -160,6 +214,13 @@ def main() -> None:
         rows += [("training steps/s", "not recorded (model built before the step clock; clear the cache)")]
     rows += [("subnormal matmul, 512x512, 2 threads: slowdown IEEE / flushed",
               f"{sub['ieee']:.1f}x / {sub['flushed']:.1f}x")]
+    if shared:
+        rows += [(f"training step, 2 threads: idle / a busy process on one core (OpenMP spin {name})",
+                  f"{shared[f'{name}_idle_s']:.3f} / {shared[f'{name}_shared_s']:.3f} s "
+                  f"({shared[f'{name}_shared_s'] / shared[f'{name}_idle_s']:.1f}x)")
+                 for name in ("default", "bounded")]
+        rows += [("bounded vs default spin on a shared core (speed-up)",
+                  f"{shared['default_shared_s'] / shared['bounded_shared_s']:.2f}x (this process: {spinning()})")]
     for name, r in results.items():
         rows += [(f"{name} factoid closed-book EM, legacy prompt (all / prose / qa)",
                   f"{r['factoid']['all']:.1f} / {r['factoid']['prose']:.1f} / {r['factoid']['qa']:.1f}"),

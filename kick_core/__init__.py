@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from kick_core.openmp import bound_spinning
+
+bound_spinning()  # before anything imports torch: bounded OpenMP spin-waiting (kick_core/openmp.py)
+
 from kick_core.config import CompressConfig, EvalConfig, ModelConfig, RunConfig, TaskConfig
 from kick_core.paramsfile import load_params
 from kick_core.errors import ConfigError, KickError
@@ -16,7 +20,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "load_model": "kick_core.models",
-    "load_or_compress": "kick_core.compress.cache",
+    "load_or_compress": "kick_core.compress.model_cache",
     "compress": "kick_core.compress",
     "evaluate": "kick_core.evaluate",
     "write_run": "kick_core.results",

@@ -36,11 +36,6 @@ stored and multiplied in the model dtype. Quality is that of the low-bit model; 
 at evaluation are those of the dense one."""
 
 
-def bnb_numerics(mode: str) -> str:
-    """Numerics of bnb_*: real low-bit weights and kernels ('bitsandbytes nf4 kernels')."""
-    return f"bitsandbytes {mode} kernels"
-
-
 @torch.no_grad()
 def measure_sparsity(model: nn.Module, weight: Callable[[nn.Module], torch.Tensor] = weight_view) -> dict[str, Any]:
     """Realised sparsity: ``overall`` (decoder linears), ``model`` (all parameters), ``min``/``max``
@@ -60,7 +55,7 @@ def measure_sparsity(model: nn.Module, weight: Callable[[nn.Module], torch.Tenso
         for name, layer in linear_layers(block).items():
             W = weight(layer)
             counted.add(id(layer.weight))
-            zeros, total = int((W == 0).sum()), W.numel()
+            zeros, total = W.numel() - int(torch.count_nonzero(W)), W.numel()
             per_matrix[f"{prefix}.{i}.{name}"] = zeros / total
             zeros_b, total_b = zeros_b + zeros, total_b + total
         per_block[str(i)] = zeros_b / total_b if total_b else 0.0
@@ -69,7 +64,7 @@ def measure_sparsity(model: nn.Module, weight: Callable[[nn.Module], torch.Tenso
     for p in model.parameters():  # parameters() yields tied tensors once
         if id(p) in counted:
             continue
-        model_zeros += int((p == 0).sum())
+        model_zeros += p.numel() - int(torch.count_nonzero(p))  # no int64 copy, as (p == 0).sum() makes
         model_total += p.numel()
     values = list(per_matrix.values())
     return {
@@ -149,7 +144,7 @@ class CompressionReport:
     cached: bool = False
     """True when the weights were restored from the cache rather than computed now."""
     numerics: str = DENSE
-    """What the evaluation computes with: DENSE, FAKE_QUANT, or bnb_numerics(mode)."""
+    """What the evaluation computes with: DENSE, FAKE_QUANT, or a load-time loader's (bnb.numerics(mode))."""
     quant: dict[str, Any] | None = None
     """Quantisation scheme (scheme, bits, group_size, symmetric, act_order, scale/zero-point bits); None if none."""
     size: dict[str, Any] | None = None

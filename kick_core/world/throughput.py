@@ -4,7 +4,8 @@ Per step :class:`StepClock` keeps the wall time, the process's CPU time, its inv
 switches (the kernel took a core from one of its threads) and the machine's steal time (the
 hypervisor ran another guest). CPU time alone cannot tell the causes apart: when another process
 takes a core, torch's OpenMP threads spin at their barriers waiting for the preempted one, so CPU time
-per step grows with the wall time (measured: 0.22 -> 0.44 s per step while a background job ran).
+per step grows with the wall time (measured: 0.22 -> 0.44 s per step while a background job ran;
+:mod:`kick_core.openmp` bounds that spinning).
 Preemptions and steal can: they grow only when the machine is shared. The clock warns once when a
 window of steps runs at less than half the speed of the fastest earlier one and names the likelier
 cause, and summarises the first and last windows for the build record and the bench.
@@ -17,6 +18,8 @@ import os
 import resource
 import time
 from dataclasses import dataclass, field
+
+from kick_core.openmp import spinning
 
 logger = logging.getLogger(__name__)
 
@@ -82,9 +85,12 @@ class StepClock:
             return
         self._warned = True
         shared = (last["preempted"] > 2 * fast["preempted"] + 1) or (last["steal"] > 0.1 * last["wall"])
+        waiting = spinning()
+        advice = ("" if waiting != "default" else "; torch was loaded before kick_core, so its threads spin "
+                  "300,000 times before sleeping: set GOMP_SPINCOUNT=10000 before Python starts (kick_core/openmp.py)")
         cause = ("the machine is shared: the kernel preempted this process's threads or the hypervisor "
-                 "stole time (another process, a CPU quota, burst credits); its OpenMP threads then spin "
-                 "waiting for each other, so its CPU time grows too" if shared else
+                 "stole time (another process, a CPU quota, burst credits); its OpenMP threads then wait "
+                 f"for each other at every parallel region (OpenMP waiting: {waiting}){advice}" if shared else
                  "the work per step grew with no sign of a shared machine (subnormal floats? bigger shapes?)")
         logger.warning(
             "training slowed from %.3f to %.3f s per step by step %d (per step: CPU %.3f -> %.3f s, "
@@ -108,4 +114,4 @@ class StepClock:
                 "first_preempted_per_step": round(first["preempted"], 2),
                 "last_preempted_per_step": round(last["preempted"], 2),
                 "first_steal_s_per_step": round(first["steal"], 4), "last_steal_s_per_step": round(last["steal"], 4),
-                "steps_per_s": round(n_steps / sum(self.steps["wall"]), 3)}
+                "steps_per_s": round(n_steps / sum(self.steps["wall"]), 3), "openmp_waiting": spinning()}
