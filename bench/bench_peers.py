@@ -3,7 +3,7 @@
 Usage::
 
     .venv/bin/pip install -e ".[bench]"          # lm-eval (and psutil) next to kick
-    .venv/bin/python bench/bench_peers.py        # everything, ~40 min on 2 cores (1 thread)
+    .venv/bin/python bench/bench_peers.py        # everything, ~50 min on 2 cores (1 thread)
     .venv/bin/python bench/bench_peers.py --quick --parts mmlu gen    # a smoke run, small sizes
 
 The model is SmolLM2-135M-Instruct as kick loads it (``load_model("smollm2-135m-instruct")``, bfloat16),
@@ -11,7 +11,7 @@ the same in-memory model for both tools, with the same torch threads (``--thread
 and writes ``bench/out/peers.json`` with every figure and the versions of both peers.
 
 1. **MMLU 5-shot, letter formulation**: kick's real task path (``evaluate`` with ``task: mcq,
-   dataset: mmlu`` -- the shipped Hendrycks CSVs -- ``n_examples: 570, min_per_subject: 10``, strict)
+   dataset: mmlu`` -- the shipped Hendrycks CSVs -- ``n_examples: 1140, min_per_subject: 20``, strict)
    against lm-eval's own pipeline (``simple_evaluate`` on ``HFLM(pretrained=model)``) running task
    YAMLs this bench writes: one per subject, ``dataset_path: json`` over the very questions kick chose
    and that subject's dev shots, ``first_n`` few-shot sampler. The YAML is lm-eval's ``mmlu`` default
@@ -47,23 +47,27 @@ Ratios are measured in one process, back to back; they are not timed tests. With
 (the default) the CPU seconds of each side are reported too: another job on a 2-core machine
 inflates wall time far more than CPU time.
 
-Measured 2026-12-03 (2-core Xeon Sapphire Rapids, AVX-512/AMX, no GPU; 1 thread; another session's
-jobs ran on the other core throughout), SmolLM2-135M-Instruct bf16:
+Measured 2026-12-03 (2-core Xeon Sapphire Rapids, AVX-512/AMX, no GPU; 1 thread), SmolLM2-135M-Instruct
+bf16; the README has the table:
 
-* letter, 570 questions: kick 5.71 ex/s, lm-eval 1.45 ex/s: 3.95x wall, 3.85x CPU (goal 5x: not
-  reached). Prompts identical; 44/570 predictions differ, max |Δ log p| 0.22 (bf16). Tokens: kick
-  83,693 = the minimum (86,907 with batch padding), lm-eval 358,246 (4.28x): kick's tokens are the
-  expensive ones (every question attends to its ~500-token prefix), so time gains less than tokens.
+* letter, 1,140 questions (20 per subject; machine otherwise idle): kick 7.12 ex/s, lm-eval 1.37
+  ex/s: 5.18x wall, 5.06x CPU. Prompts identical; 67/1,140 predictions differ, max |Δ log p| 0.22
+  (bf16). Tokens: kick 136,872 = the minimum (145,928 with batch padding), lm-eval 717,037 (5.24x):
+  kick's tokens are the expensive ones (every question attends to its ~500-token prefix). Before
+  ``engine.batching.cpu_masked_gqa`` (grouped KV heads not repeated under a mask on a CPU) the same
+  run gave 4.71x with bit-identical log-probs; at 570 questions (10 per subject) 3.95x, cap 4.28x.
   float32, 57 questions (1 per subject): predictions identical, max |Δ log p| 1.4e-5, 2.9x.
-* cloze, 171 questions (3 per subject; cut from 570 for time): 4.43x wall, 4.34x CPU; 4/171 differ
-  (bf16), max |Δ log p| 0.90. Tokens: kick 55,636, minimum 33,039, lm-eval 268,818.
-* generation, 200 factoid prompts: kick 11.6 s, generate one at a time 243.8 s (21.0x), left-padded
-  batches of 16 37.3 s (3.2x); identical tokens 163/200 and 151/200 (the two generate modes agree
-  with each other on 154/200 only: bf16 batch-shape rounding flips greedy choices).
-* compression (32 x 256 calibration tokens): kick / llm-compressor wall s, peak RSS MiB: Wanda 38.2
-  (16.0 without error measurement) / 20.1, 988 / 792; SparseGPT 57.0 / 58.2, 1002 / 815; GPTQ 50.9 /
-  55.5, 1007 / 827. Zero positions agree 99.74 % (Wanda) and 97.68 % (SparseGPT); identical
-  per-linear output errors (0.0316, 0.0185, 0.0042).
+* cloze, 171 questions (3 per subject; cut from 570 for time; another job on the other core):
+  4.43x wall, 4.34x CPU; 4/171 differ (bf16), max |Δ log p| 0.90. Tokens: kick 55,636, minimum
+  33,039, lm-eval 268,818.
+* generation, 200 factoid prompts (another job on the other core): kick 11.6 s, generate one at a
+  time 243.8 s (21.0x), left-padded batches of 16 37.3 s (3.2x); identical tokens 163/200 and
+  151/200 (the two generate modes agree with each other on 154/200 only: bf16 batch-shape rounding
+  flips greedy choices).
+* compression (32 x 256 calibration tokens; machine otherwise idle): kick / llm-compressor wall s,
+  peak RSS MiB: Wanda 36.6 (17.0 without error measurement) / 23.5, 764 / 786; SparseGPT 54.6 /
+  60.8, 787 / 817; GPTQ 48.9 / 57.4, 774 / 825. Zero positions agree 99.74 % (Wanda) and 97.68 %
+  (SparseGPT); identical per-linear output errors (0.0316, 0.0185, 0.0042).
 """
 
 from __future__ import annotations
@@ -726,7 +730,8 @@ def main(argv: list[str] | None = None) -> int:
                    choices=["mmlu", "cloze", "mmlu-fp32", "cloze-fp32", "gen", "compress"],
                    help="mmlu/cloze: the bf16 comparisons; *-fp32: the same in float32 on --fp32-per-subject questions")
     p.add_argument("--quick", action="store_true", help="small sizes (2 questions per subject, 16 prompts, 8 x 128 calib)")
-    p.add_argument("--per-subject", type=int, default=10, help="MMLU test questions per subject (57 subjects)")
+    p.add_argument("--per-subject", type=int, default=20,
+                   help="MMLU test questions per subject (57 subjects; 20: the 1,140 questions of the README)")
     p.add_argument("--prompts", type=int, default=200, help="factoid generation prompts")
     p.add_argument("--n-calib", type=int, default=32, help="calibration sequences (the real study: 32)")
     p.add_argument("--calib-seqlen", type=int, default=256, help="tokens per calibration sequence (the real study: 256)")

@@ -166,10 +166,51 @@ def _run(block: nn.Module, inputs: BlockInputs, k: int, device: torch.device,
     return out[0] if isinstance(out, (tuple, list)) else out
 
 
-def _feed(collectors: dict[str, Any], module: nn.Module, args: tuple, output: Any) -> None:
-    x = args[0].detach()
-    for collector in collectors.values():
-        collector.add_batch(x)
+class _SharedInputs:
+    """Forward hooks that feed each linear's statistics, once per distinct input tensor.
+
+    Linears that read the very same input tensor (q/k/v, gate/up) would collect identical
+    statistics; the first call of a block decides which linear owns which input (the rule of
+    :func:`_input_groups`: consecutive calls on the same tensor), and every later linear of the run
+    shares the owner's collectors. Values are unchanged; a Llama block keeps 4 Hessians instead of 7
+    (solvers copy H before changing it, so a shared one is never altered).
+    """
+
+    def __init__(self, layers: Mapping[str, nn.Module], kinds: tuple[str, ...]):
+        self.layers, self.kinds = layers, kinds
+        self.collectors: dict[str, dict[str, Any]] = {}
+        self.owner: dict[str, str] = {}
+        self._prev: tuple[torch.Tensor | None, str | None] = (None, None)
+
+    def __call__(self, name: str, module: nn.Module, args: tuple, output: Any) -> None:
+        x = args[0]
+        prev_x, prev_name = self._prev
+        self._prev = (x, name)
+        if name not in self.owner:
+            if x is prev_x and prev_name is not None:
+                self.owner[name] = self.owner[prev_name]
+                self.collectors[name] = self.collectors[self.owner[name]]
+                return  # the owner was fed this very tensor a moment ago
+            self.owner[name] = name
+            shape = weight_view(module).shape[1]
+            self.collectors[name] = {kind: STATS[kind](shape, weight_view(module).device) for kind in self.kinds}
+        if self.owner[name] != name:
+            if x is not prev_x:  # a block whose call pattern changes between batches: never silently skip
+                raise RuntimeError(f"linear {name!r} read the same input as {self.owner[name]!r} in the first "
+                                   "calibration batch but not in this one; its statistics cannot be shared")
+            return
+        x = x.detach()
+        for collector in self.collectors[name].values():
+            collector.add_batch(x)
+
+    def done(self) -> dict[str, dict[str, Any]]:
+        """Name -> its (possibly shared) collectors; linears never called get empty collectors."""
+        self._prev = (None, None)
+        for name, layer in self.layers.items():
+            if name not in self.collectors:
+                self.collectors[name] = {kind: STATS[kind](weight_view(layer).shape[1], weight_view(layer).device)
+                                         for kind in self.kinds}
+        return self.collectors
 
 
 def _collect(block: nn.Module, inputs: BlockInputs, layers: Mapping[str, nn.Module], kinds: tuple[str, ...],
@@ -179,18 +220,14 @@ def _collect(block: nn.Module, inputs: BlockInputs, layers: Mapping[str, nn.Modu
 
     With `trace`, also record (name, input tensor) of each linear call of the first batch, in call order.
     """
-    collectors = {
-        name: {kind: STATS[kind](weight_view(layer).shape[1], weight_view(layer).device) for kind in kinds}
-        for name, layer in layers.items()
-    }
-
+    feeds = _SharedInputs(layers, kinds)
     recording = trace is not None
 
     def record(name: str, module: nn.Module, args: tuple, output: Any) -> None:
         if recording:
             trace.append((name, args[0]))
 
-    handles = [layer.register_forward_hook(partial(_feed, collectors[name])) for name, layer in layers.items()]
+    handles = [layer.register_forward_hook(partial(feeds, name)) for name, layer in layers.items()]
     if trace is not None:
         handles += [layer.register_forward_hook(partial(record, name)) for name, layer in layers.items()]
     try:
@@ -200,7 +237,7 @@ def _collect(block: nn.Module, inputs: BlockInputs, layers: Mapping[str, nn.Modu
     finally:
         for handle in handles:
             handle.remove()
-    return collectors
+    return feeds.done()
 
 
 def _input_groups(trace: list[tuple[str, torch.Tensor]], layers: Mapping[str, nn.Module]) -> list[list[str]]:
@@ -237,6 +274,7 @@ def run_layerwise(model: nn.Module, compressor: Compressor, cfg: CompressConfig,
         offload: keep the calibration hidden states on the CPU between blocks (saves accelerator memory).
         measure_error: also collect each linear's Hessian (in × in) to report ‖WX − ŴX‖²/‖WX‖².
 
+    Linears that read the very same input tensor share one set of statistics (``_SharedInputs``).
     With ``cfg.true_sequential`` the linears of a block are compressed in groups, in the order the
     block calls them (linears reading the same input form one group: q/k/v, then o, then gate/up,
     then down), and each later group's statistics are collected again on the block with the earlier

@@ -1,8 +1,8 @@
 """Shared pieces of the engine: token-budget batches, KV-cache row selection, hidden states -> log-probs.
 
 Caches are transformers 5 ``DynamicCache`` objects (legacy tuple caches are rejected by the models).
-A cache computed once (a shared few-shot prefix) is *never mutated*: :func:`select_rows` builds a new
-cache whose layers hold freshly indexed tensors, so the shared one can be reused for every batch.
+A cache computed once (a shared few-shot prefix) is *never mutated*: :func:`broadcast_rows` builds a
+new cache whose layers are row views of it, so the shared one can be reused for every batch.
 Generation decodes into ``kv_cache.PreallocatedLayer`` s, which write each step in place.
 """
 
@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import copy
 import inspect
-from collections.abc import Sequence
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -45,18 +47,51 @@ def token_batches(lengths: Sequence[int], batch_tokens: int, *, extra: Sequence[
     return batches
 
 
-def select_rows(cache, rows: torch.Tensor):
-    """A new cache holding ``rows`` of ``cache`` (repeats allowed); ``cache`` itself is left untouched."""
+def broadcast_rows(cache, n: int):
+    """A new cache whose layers are ``n``-row views of ``cache``'s single row; ``cache`` is left untouched.
+
+    The views share memory (stride 0 over rows), so nothing is copied here; ``DynamicLayer.update``
+    concatenates new keys onto them into fresh tensors, never writing into the shared ones.
+    """
     new = copy.copy(cache)
     new.layers = []
     for layer in cache.layers:
         twin = copy.copy(layer)
         if getattr(layer, "keys", None) is not None and layer.keys.numel() > 0:
-            idx = rows.to(layer.keys.device)
-            twin.keys = layer.keys.index_select(0, idx)
-            twin.values = layer.values.index_select(0, idx)
+            if layer.keys.shape[0] != 1:
+                raise ValueError(f"broadcast_rows needs a one-row cache, got {layer.keys.shape[0]} rows")
+            twin.keys = layer.keys.expand(n, *layer.keys.shape[1:])
+            twin.values = layer.values.expand(n, *layer.values.shape[1:])
         new.layers.append(twin)
     return new
+
+
+GQA_ENV = "TRANSFORMERS_SDPA_FORCE_GQA"
+_SDPA_HAS_GQA = tuple(int(p) for p in torch.__version__.split("+")[0].split(".")[:2]) >= (2, 5)  # enable_gqa: torch 2.5
+
+
+@contextmanager
+def cpu_masked_gqa(device: torch.device) -> Iterator[None]:
+    """On a CPU, let transformers' SDPA attention run grouped-query heads without copying them.
+
+    With a mask (every left-padded or prefix-cached batch has one) transformers repeats each key/value
+    head ``num_key_value_groups`` times before SDPA, a CUDA-kernel rule; torch's CPU kernel takes the
+    mask with ``enable_gqa=True`` directly, with the same result bit for bit. Measured on MMLU letter
+    (SmolLM2-135M, 9 query / 3 KV heads, bf16, 1 thread, 120 questions): 13.0 s -> 11.3 s, every
+    log-prob equal. ``$TRANSFORMERS_SDPA_FORCE_GQA`` (transformers' own switch) is set for the block
+    and restored after; a value the user set is kept; off a CPU this does nothing. Scoring only:
+    generation decodes one token at a time, where transformers folds the groups into the query
+    instead (``pack_gqa``); forcing ``enable_gqa`` there rounds bf16 differently from ``generate``
+    (20 of 100 greedy factoid answers changed, for 11 % speed), so the engine keeps ``generate``'s path.
+    """
+    if device.type != "cpu" or GQA_ENV in os.environ or not _SDPA_HAS_GQA:
+        yield
+        return
+    os.environ[GQA_ENV] = "1"
+    try:
+        yield
+    finally:
+        os.environ.pop(GQA_ENV, None)
 
 
 def left_pad(seqs: Sequence[Sequence[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:

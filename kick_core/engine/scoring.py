@@ -14,7 +14,9 @@ model runs to hidden states; ``[rows, seq, vocab]`` log-probs are never built):
 
 1. **Group prefix.** Requests with the same ``group`` (e.g. one MMLU subject with its few-shot
    block) share their longest common token prefix. Its KV cache is computed once and every batch
-   gets a row-expanded *copy*, so the shared cache is never mutated. A request without a group is
+   gets a row-broadcast *view* of it (new keys are concatenated into fresh tensors, so the shared
+   cache is never mutated). On a CPU the grouped-query heads are not copied either
+   (``batching.cpu_masked_gqa``). A request without a group is
    its own group, so its context is computed once for all of its choices.
 2. **Rows.** A choice whose input tokens are a prefix of another choice's (e.g. single-token
    letters after the same context) reads its scores from that row: one row per MMLU question.
@@ -37,7 +39,16 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from kick_core.engine.batching import base_model, cache_kwargs, left_pad, positions_after, select_rows, token_batches, token_logprobs
+from kick_core.engine.batching import (
+    base_model,
+    broadcast_rows,
+    cache_kwargs,
+    cpu_masked_gqa,
+    left_pad,
+    positions_after,
+    token_batches,
+    token_logprobs,
+)
 from kick_core.log import progress as progress_bar
 from kick_core.models import model_device
 
@@ -134,6 +145,11 @@ def loglikelihood(model: nn.Module, tokenizer, requests: Sequence[ScoreRequest],
         One :class:`ScoreResult` per request, in input order.
     """
     device = model_device(model)
+    with cpu_masked_gqa(device):
+        return _loglikelihood(model, tokenizer, requests, device, batch_tokens, progress, on_result)
+
+
+def _loglikelihood(model, tokenizer, requests, device, batch_tokens, progress, on_result) -> list[ScoreResult]:
     base = base_model(model)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     wholes, n_ctx, raw_ctx = encode_requests(tokenizer, requests)
@@ -181,7 +197,7 @@ def loglikelihood(model: nn.Module, tokenizer, requests: Sequence[ScoreRequest],
             width = ids.shape[1]
             if prefix_cache is not None:
                 past_mask = torch.ones((len(batch), P), dtype=mask.dtype, device=device)
-                cache = select_rows(prefix_cache, torch.zeros(len(batch), dtype=torch.long))
+                cache = broadcast_rows(prefix_cache, len(batch))
                 out = base(input_ids=ids, attention_mask=torch.cat([past_mask, mask], dim=1),
                            position_ids=positions_after(past_mask, mask), use_cache=True, **cache_kwargs(base, cache))
             else:

@@ -36,6 +36,11 @@ def _spy(record: dict, transform=lambda W, i: W, kinds=("norms", "hessian")) -> 
     return Compressor("spy", solve, stats=kinds)
 
 
+def _feed(collectors: dict, module, args: tuple, output) -> None:
+    for collector in collectors.values():
+        collector.add_batch(args[0].detach())
+
+
 @torch.no_grad()
 def _naive_stats(model, ids: torch.Tensor) -> dict[int, list[dict]]:
     """Reference: run the whole model per sequence with hooks on every linear of every block."""
@@ -45,7 +50,7 @@ def _naive_stats(model, ids: torch.Tensor) -> dict[int, list[dict]]:
         for name, layer in linear_layers(block).items():
             c = {k: STATS[k](weight_view(layer).shape[1]) for k in ("norms", "hessian")}
             collectors[(i, name)] = c
-            hooks.append(layer.register_forward_hook(partial(layerwise._feed, c)))
+            hooks.append(layer.register_forward_hook(partial(_feed, c)))  # one collector per linear
     for row in ids:
         model(row.unsqueeze(0), use_cache=False)
     for h in hooks:
@@ -72,6 +77,24 @@ def test_driver_statistics_match_a_whole_model_reference(family):
     run_layerwise(model, _spy(record), CFG, ids, progress=False)
     for i in range(len(decoder_blocks(model))):  # weights unchanged, so every block's inputs agree
         _assert_stats_equal(record[i], want[i])
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_linears_reading_the_same_input_share_one_set_of_statistics(family):
+    model = tiny_model(family, layers=1)
+    block = decoder_blocks(model)[0]
+    layers = linear_layers(block)
+    inputs = layerwise.capture_block_inputs(model, _ids(3))
+    got = layerwise._collect(block, inputs, layers, ("hessian",), torch.device("cpu"), {})
+    distinct = {id(c["hessian"]) for c in got.values()}
+    trace: list = []
+    layerwise._collect(block, inputs, layers, ("norms",), torch.device("cpu"), {}, trace)
+    groups = layerwise._input_groups(trace, layers)
+    assert len(distinct) == len(groups)  # e.g. Llama: q/k/v, o, gate/up, down; GPT-2's fused qkv: all own
+    if family in ("llama", "opt"):
+        assert len(groups) < len(layers)
+    for group in groups:
+        assert len({id(got[name]["hessian"]) for name in group}) == 1
 
 
 @pytest.mark.parametrize("family", FAMILIES)

@@ -4,7 +4,9 @@ import pytest
 import torch
 
 from kick_core.engine import ScoreRequest, loglikelihood, loglikelihood_naive
-from kick_core.engine.batching import select_rows, token_batches
+import os
+
+from kick_core.engine.batching import GQA_ENV, broadcast_rows, cpu_masked_gqa, token_batches
 from kick_core.testing import tiny_model, tiny_tokenizer
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
@@ -67,17 +69,41 @@ def test_on_result_reports_every_request_once(tok):
     assert sorted(seen) == list(range(len(REQUESTS)))
 
 
-def test_select_rows_does_not_mutate_the_shared_cache(tok):
+def test_broadcast_rows_does_not_mutate_the_shared_cache(tok):
     from transformers import DynamicCache
 
     model = tiny_model("llama", vocab_size=len(tok))
     cache = DynamicCache(config=model.config)
     model(input_ids=torch.tensor([[5, 6, 7]]), use_cache=True, past_key_values=cache)
     before = [layer.keys.clone() for layer in cache.layers]
-    copy = select_rows(cache, torch.zeros(4, dtype=torch.long))
+    copy = broadcast_rows(cache, 4)
     model(input_ids=torch.full((4, 2), 9), use_cache=True, past_key_values=copy)
     assert copy.get_seq_length() == 5 and cache.get_seq_length() == 3
     assert all(torch.equal(b, layer.keys) for b, layer in zip(before, cache.layers))
+    with pytest.raises(ValueError, match="one-row cache"):
+        broadcast_rows(copy, 2)
+
+
+def test_masked_gqa_on_cpu_gives_the_repeated_heads_result_bit_for_bit(tok, monkeypatch):
+    model = tiny_model("llama", vocab_size=len(tok)).to(torch.bfloat16)
+    assert model.config.num_key_value_heads < model.config.num_attention_heads  # GQA, or this tests nothing
+    monkeypatch.delenv(GQA_ENV, raising=False)
+    calls = []
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention",
+                        lambda *a, **k: calls.append(k.get("enable_gqa", False)) or sdpa(*a, **k))
+    with cpu_masked_gqa(torch.device("cpu")):
+        assert os.environ[GQA_ENV] == "1"
+        grouped = loglikelihood(model, tok, REQUESTS, batch_tokens=96, progress=False)
+    assert GQA_ENV not in os.environ and calls and all(calls)
+    calls.clear()
+    monkeypatch.setenv(GQA_ENV, "0")  # a user's own setting is kept: transformers repeats the heads
+    repeated = loglikelihood(model, tok, REQUESTS, batch_tokens=96, progress=False)
+    assert os.environ[GQA_ENV] == "0" and calls and not all(calls)  # masked batches repeated their heads
+    assert [r.logprobs for r in grouped] == [r.logprobs for r in repeated]
+    monkeypatch.delenv(GQA_ENV)
+    with cpu_masked_gqa(torch.device("meta")):  # off a CPU: transformers' own rule
+        assert GQA_ENV not in os.environ
 
 
 def test_token_batches_respect_budget_and_cover_all_rows():
