@@ -56,7 +56,9 @@ bf16; the README has the table:
   kick's tokens are the expensive ones (every question attends to its ~500-token prefix). Before
   ``engine.batching.cpu_masked_gqa`` (grouped KV heads not repeated under a mask on a CPU) the same
   run gave 4.71x with bit-identical log-probs; at 570 questions (10 per subject) 3.95x, cap 4.28x.
-  float32, 57 questions (1 per subject): predictions identical, max |Δ log p| 1.4e-5, 2.9x.
+  float32, 570 questions (``--fp32-per-subject 10 --lm-eval-batch 4``; lm-eval's batch 16 was killed
+  for memory at 24 GiB): 570/570 predictions identical, max |Δ log p| 1.6e-5, 4.33x (token cap 4.28x);
+  114 questions (2 per subject, batch 16): 114/114, 4.00x on a 1.73x token ratio.
 * cloze, 171 questions (3 per subject; cut from 570 for time; another job on the other core):
   4.43x wall, 4.34x CPU; 4/171 differ (bf16), max |Δ log p| 0.90. Tokens: kick 55,636, minimum
   33,039, lm-eval 268,818.
