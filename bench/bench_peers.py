@@ -56,9 +56,11 @@ bf16; the README has the table:
   kick's tokens are the expensive ones (every question attends to its ~500-token prefix). Before
   ``engine.batching.cpu_masked_gqa`` (grouped KV heads not repeated under a mask on a CPU) the same
   run gave 4.71x with bit-identical log-probs; at 570 questions (10 per subject) 3.95x, cap 4.28x.
-  float32, 570 questions (``--fp32-per-subject 10 --lm-eval-batch 4``; lm-eval's batch 16 was killed
-  for memory at 24 GiB): 570/570 predictions identical, max |Δ log p| 1.6e-5, 4.33x (token cap 4.28x);
-  114 questions (2 per subject, batch 16): 114/114, 4.00x on a 1.73x token ratio.
+  float32, the same 1,140 questions (``--parts mmlu-fp32 --fp32-per-subject 20 --lm-eval-batch 4``;
+  lm-eval's batch 16 was killed for memory at 24 GiB; 2026-12-04, idle): kick 3.47 ex/s, lm-eval
+  0.67 ex/s, 5.17x wall, 5.12x CPU, 1,140/1,140 predictions identical, max |Δ log p| 1.6e-5. 570
+  questions (10 per subject): 570/570, 4.33x (token cap 4.28x); 114 questions (2 per subject, batch
+  16): 114/114, 4.00x on a 1.73x token ratio.
 * cloze, 171 questions (3 per subject; cut from 570 for time; another job on the other core):
   4.43x wall, 4.34x CPU; 4/171 differ (bf16), max |Δ log p| 0.90. Tokens: kick 55,636, minimum
   33,039, lm-eval 268,818.
@@ -688,9 +690,11 @@ def print_table(report: dict) -> None:
         t = r["tokens"]
         print(f"  tokens through the model: kick {t['kick']:,} (padded {t['kick_padded']:,}), lm-eval {t['lm_eval']:,}, "
               f"minimum {t['minimum']:,}")
-    g = report.get("generation")
-    if g:
-        print(f"\nGreedy generation (factoid, geofacts chat, {g['prompts']} prompts, <= {g['max_new_tokens']} tokens, "
+    for key, dtype in (("generation", "bf16"), ("generation_fp32", "float32")):
+        g = report.get(key)
+        if not g:
+            continue
+        print(f"\nGreedy generation, {dtype} (factoid, geofacts chat, {g['prompts']} prompts, <= {g['max_new_tokens']} tokens, "
               f"{g['new_tokens']} generated)")
         print(f"  kick {g['kick_s']:.1f} s | generate one at a time {g['hf_single_s']:.1f} s ({g['speedup_vs_single']:.2f}x) | "
               f"generate left-padded x{g['hf_batch_size']} {g['hf_batched_s']:.1f} s ({g['speedup_vs_batched']:.2f}x)")
@@ -729,8 +733,9 @@ def print_table(report: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--parts", nargs="+", default=["mmlu", "cloze", "mmlu-fp32", "gen", "compress"],
-                   choices=["mmlu", "cloze", "mmlu-fp32", "cloze-fp32", "gen", "compress"],
-                   help="mmlu/cloze: the bf16 comparisons; *-fp32: the same in float32 on --fp32-per-subject questions")
+                   choices=["mmlu", "cloze", "mmlu-fp32", "cloze-fp32", "gen", "gen-fp32", "compress"],
+                   help="mmlu/cloze/gen: the bf16 comparisons; *-fp32: the same in float32 on --fp32-per-subject "
+                        "questions (--fp32-prompts prompts)")
     p.add_argument("--quick", action="store_true", help="small sizes (2 questions per subject, 16 prompts, 8 x 128 calib)")
     p.add_argument("--per-subject", type=int, default=20,
                    help="MMLU test questions per subject (57 subjects; 20: the 1,140 questions of the README)")
@@ -742,6 +747,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1, help="torch threads, the same for every tool (1: least disturbed by other jobs)")
     p.add_argument("--batch-tokens", type=int, default=16384, help="kick's token budget per forward")
     p.add_argument("--fp32-per-subject", type=int, default=1, help="questions per subject of the float32 check")
+    p.add_argument("--fp32-prompts", type=int, default=50, help="factoid prompts of the float32 generation check")
     p.add_argument("--lm-eval-batch", type=int, default=16, help="HFLM batch_size")
     p.add_argument("--hf-batch", type=int, default=16, help="rows per left-padded model.generate batch")
     p.add_argument("--model", default=MODEL, help="kick model name or HF directory")
@@ -756,6 +762,7 @@ def main(argv: list[str] | None = None) -> int:
         return kick_worker(args)
     if args.quick:
         args.per_subject, args.prompts, args.n_calib, args.calib_seqlen = 2, 16, 8, 128
+        args.fp32_prompts = min(args.fp32_prompts, 8)
 
     os.environ.setdefault("TQDM_DISABLE", "1")  # lm-eval's and datasets' progress bars
     import torch
@@ -783,13 +790,17 @@ def main(argv: list[str] | None = None) -> int:
                                                       args.lm_eval_batch, args.model, args.mmlu)
             save()
     fp32 = [f for part, f in (("mmlu-fp32", "letter"), ("cloze-fp32", "cloze")) if part in args.parts]
-    if fp32:  # are bf16 disagreements rounding? The same comparison in float32, on fewer questions
+    if fp32 or "gen-fp32" in args.parts:  # are bf16 disagreements rounding? The same comparisons in float32, smaller
         import copy
 
         model32 = copy.deepcopy(model).float()
         for formulation in fp32:
             report[f"mmlu_{formulation}_fp32"] = bench_mcq(model32, tok, formulation, args.fp32_per_subject,
                                                            args.batch_tokens, args.lm_eval_batch, args.model, args.mmlu)
+            save()
+        if "gen-fp32" in args.parts:
+            report["generation_fp32"] = bench_generation(model32, tok, args.fp32_prompts, args.batch_tokens,
+                                                         args.hf_batch, args.model)
             save()
         del model32
     if "gen" in args.parts:
