@@ -206,6 +206,10 @@ def main() -> None:
     if tp:  # recorded by the build since the step clock exists
         rows += [(f"training steps/s, first / last {tp['window_steps']} steps (last/first)",
                   f"{tp['first_steps_per_s']:.2f} / {tp['last_steps_per_s']:.2f} ({tp['last_over_first']:.2f})"),
+                 *([(f"training steps/s, first {tp['window_steps']} after the warm-up (step {tp['phase_start']}) / last "
+                     "(same mix; last/that)", f"{tp['phase_first_steps_per_s']:.2f} / {tp['last_steps_per_s']:.2f} "
+                     f"({tp['last_over_phase_first']:.2f}); CPU s per step {tp['phase_first_cpu_s_per_step']:.3f}")]
+                   if "phase_start" in tp else []),
                  ("training per step, first / last window: CPU s; preemptions; steal s",
                   f"{tp['first_cpu_s_per_step']:.3f} / {tp['last_cpu_s_per_step']:.3f}; "
                   f"{tp.get('first_preempted_per_step', float('nan')):.1f} / {tp.get('last_preempted_per_step', float('nan')):.1f}; "

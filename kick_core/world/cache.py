@@ -136,7 +136,7 @@ def ensure_world(seed: int = 0, train=None, progress: bool = True) -> WorldPaths
         tokenizer.save_pretrained(tmp / "model")
         record = {"seed": seed, "train": asdict(cfg), "train_seconds": round(seconds, 1),
                   "threads": torch.get_num_threads(), "n_params": sum(p.numel() for p in model.parameters()),
-                  "code_hash": model_hash, "data_dir": str(data_dir), "throughput": clock.summary()}
+                  "code_hash": model_hash, "data_dir": str(data_dir), "throughput": clock.summary(cfg.reading_steps)}
         (tmp / "world.json").write_text(json.dumps(record, indent=1) + "\n")
         logger.info("world %d: trained in %.0f s", seed, seconds)
 

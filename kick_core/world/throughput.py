@@ -98,9 +98,13 @@ class StepClock:
             fast["wall"], last["wall"], len(self.steps["wall"]), fast["cpu"], last["cpu"],
             fast["preempted"], last["preempted"], fast["steal"], last["steal"], cause)
 
-    def summary(self) -> dict[str, float]:
+    def summary(self, phase_start: int = 0) -> dict[str, float]:
         """Steps per second, CPU seconds, preemptions and steal per step over the first and last
-        windows (of at most :attr:`window` steps), and steps per second in all."""
+        windows (of at most :attr:`window` steps), and steps per second in all.
+
+        With `phase_start` (the step where the training data changes, e.g. after a warm-up phase), also
+        the window that starts there: it holds the same kind of batches as the last window, so the two
+        compare the machine's speed on equal work, where first vs last also compares two mixes."""
         n_steps = len(self.steps["wall"])
         if not n_steps:
             return {}
@@ -114,4 +118,13 @@ class StepClock:
                 "first_preempted_per_step": round(first["preempted"], 2),
                 "last_preempted_per_step": round(last["preempted"], 2),
                 "first_steal_s_per_step": round(first["steal"], 4), "last_steal_s_per_step": round(last["steal"], 4),
-                "steps_per_s": round(n_steps / sum(self.steps["wall"]), 3), "openmp_waiting": spinning()}
+                "steps_per_s": round(n_steps / sum(self.steps["wall"]), 3), "openmp_waiting": spinning(),
+                **self._phase(phase_start, n, last)}
+
+    def _phase(self, lo: int, n: int, last: dict[str, float]) -> dict[str, float]:
+        if lo <= 0 or lo + n > len(self.steps["wall"]) - n:  # no full window between the phase and the end
+            return {}
+        phase = {k: self._mean(k, lo, lo + n) for k in _FIELDS}
+        return {"phase_start": lo, "phase_first_steps_per_s": round(1 / phase["wall"], 3),
+                "phase_first_cpu_s_per_step": round(phase["cpu"], 4),
+                "last_over_phase_first": round(phase["wall"] / last["wall"], 3)}

@@ -84,6 +84,17 @@ def test_clock_summarises_first_and_last_windows(monkeypatch):
     assert s["steps_per_s"] == pytest.approx(6 / 1.4, rel=1e-3)
 
 
+def test_clock_compares_the_last_window_with_the_first_of_the_later_phase(monkeypatch):
+    # a warm-up phase of cheap steps (0.1 s), then steps of another mix at 0.2 s, steady to the end
+    clock = _clock(monkeypatch, [0.1, 0.1, 0.2, 0.2, 0.2, 0.2, 0.2, 0.25], [0.2] * 8)
+    s = clock.summary(phase_start=2)
+    assert s["last_over_first"] == pytest.approx(0.1 / 0.225, abs=1e-3)
+    assert s["phase_start"] == 2 and s["phase_first_steps_per_s"] == pytest.approx(5)
+    assert s["last_over_phase_first"] == pytest.approx(0.2 / 0.225, abs=1e-3)
+    assert "phase_start" not in clock.summary()  # no phase asked for
+    assert "phase_start" not in clock.summary(phase_start=5)  # its window would overlap the last one
+
+
 @pytest.mark.parametrize("cpu, preempted, cause", [
     ([0.18] * 4 + [0.9] * 4, [2] * 4 + [40] * 4, "the machine is shared"),  # spinning threads: CPU grows too
     ([0.18] * 4 + [0.9] * 4, [2] * 8, "the work per step grew"),
