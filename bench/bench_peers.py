@@ -61,13 +61,15 @@ bf16; the README has the table:
   0.67 ex/s, 5.17x wall, 5.12x CPU, 1,140/1,140 predictions identical, max |Δ log p| 1.6e-5. 570
   questions (10 per subject): 570/570, 4.33x (token cap 4.28x); 114 questions (2 per subject, batch
   16): 114/114, 4.00x on a 1.73x token ratio.
-* cloze, 171 questions (3 per subject; cut from 570 for time; another job on the other core):
-  4.43x wall, 4.34x CPU; 4/171 differ (bf16), max |Δ log p| 0.90. Tokens: kick 55,636, minimum
-  33,039, lm-eval 268,818.
-* generation, 200 factoid prompts (another job on the other core): kick 11.6 s, generate one at a
-  time 243.8 s (21.0x), left-padded batches of 16 37.3 s (3.2x); identical tokens 163/200 and
-  151/200 (the two generate modes agree with each other on 154/200 only: bf16 batch-shape rounding
-  flips greedy choices).
+* cloze, 171 questions (3 per subject; lm-eval takes 9 minutes on them; 2026-12-04, a 2-core AMD EPYC
+  with AVX-512, otherwise idle; ``--parts cloze gen cloze-fp32 gen-fp32 --per-subject 3
+  --fp32-per-subject 1``): kick 2.09 ex/s, lm-eval 0.31 ex/s, 6.64x wall, 6.57x CPU; bf16 167/171
+  equal, accuracy 0.3275 on both; fp32, 57 questions: 57/57 identical at 6.77x, max |Δ log p| < 1e-4.
+  (On the Xeon, with another job on the other core: 4.43x.)
+* generation, 200 factoid prompts (the same EPYC run): kick 8.4 s, generate one at a time 112.6 s
+  (13.3x), left-padded batches of 16 28.0 s (3.3x); bf16 identical tokens 156/200 and 153/200 (the two
+  generate modes agree with each other on 153/200: bf16 batch-shape rounding flips greedy choices);
+  fp32, 50 prompts: 50/50 identical to both (6.6x / 2.6x). (On the Xeon, shared: 21.0x / 3.2x.)
 * compression (32 x 256 calibration tokens; machine otherwise idle): kick / llm-compressor wall s,
   peak RSS MiB: Wanda 36.6 (17.0 without error measurement) / 23.5, 764 / 786; SparseGPT 54.6 /
   60.8, 787 / 817; GPTQ 48.9 / 57.4, 774 / 825. Zero positions agree 99.74 % (Wanda) and 97.68 %
