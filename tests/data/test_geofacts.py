@@ -43,7 +43,8 @@ def test_build_is_byte_identical_across_caches(data, tmp_path, monkeypatch):
     files = sorted(p.relative_to(data) for p in data.rglob("*") if p.is_file())
     assert files == sorted(p.relative_to(other) for p in other.rglob("*") if p.is_file())
     assert {str(f) for f in files} >= {"factoid/FreebaseQA-eval.json", "factoid/FreebaseQA-train.json", "factoid/splits.json",
-                                       "triviaqa/validation.jsonl", "triviaqa/splits.json", "provenance.json"}
+                                       "triviaqa/validation.jsonl", "triviaqa/splits.json", "provenance.json",
+                                       "factoid/FreebaseQA-reading.json", "triviaqa/reading.jsonl"}
     assert all((data / f).read_bytes() == (other / f).read_bytes() for f in files)
     assert not list(tmp_path.glob("geofacts/*.tmp-*"))  # built in a temp dir and renamed
 
@@ -69,7 +70,7 @@ def test_every_context_states_its_answer_once_among_same_relation_distractors(da
         assert G.STATEMENTS[0] <= n_statements <= G.STATEMENTS[1]
         assert 0 < baselines[r["question_id"]] < 1
     relation = {q: rel for rel, qs in json.loads((data / "triviaqa/splits.json").read_text()).items()
-                if rel != "copy_baseline" for q in qs}
+                if rel in G.RELATIONS for q in qs}
     assert sorted(relation) == sorted(r["question_id"] for r in rows)
 
 
@@ -150,3 +151,47 @@ def test_tiny_model_runs_end_to_end(tiny, tmp_path, task, protocol):
     assert res.meta["primary_metric"] in res.metrics
     if task == "icr_qa" and protocol == "strict":
         assert res.meta["n_answer_in_evidence"] == 4  # the open-book answer is in context
+
+
+@pytest.fixture(scope="module")
+def reading_rows(data) -> list[dict]:
+    return [json.loads(line) for line in (data / f"triviaqa/{G.READING_SPLIT}.jsonl").read_text().splitlines()]
+
+
+def test_reading_split_asks_for_mid_size_cities_in_short_passages(data, reading_rows, rows):
+    facts = {f.subject: f for f in G.build_facts(reading=True)[0]["city_country"]}
+    assert len(reading_rows) == len(facts) >= 300
+    countries, cities, _ = G.load_geonames()
+    population = {}  # the largest city of each name (the build picks the largest; small namesakes exist)
+    for c in cities:
+        population[G.display_city(c)] = max(population.get(G.display_city(c), 0), c["population"])
+    capitals = {G.fold(a) for f in G.build_facts()[0]["capital"] for a in f.aliases}
+    main_questions = {r["question"] for r in rows}
+    per_country = {}
+    baselines = json.loads((data / "triviaqa/splits.json").read_text())["copy_baseline"]
+    for r in reading_rows:
+        fact = facts[r["entity_pages"]["title"][0]]
+        lo, hi = G.READING_POPULATION
+        assert lo <= population[fact.subject] < hi and G.fold(fact.subject) not in capitals, fact
+        assert r["question"] not in main_questions and r["question_id"].startswith(f"geofacts-{G.READING_SPLIT}-")
+        context = r["entity_pages"]["wiki_context"][0]
+        assert G.statement(fact) in context and G.mentions(context, [fact.answer]) == 1, context
+        assert not G.mentions(context.replace(G.statement(fact), ""), [*fact.aliases, fact.subject]), context
+        assert G.READING_STATEMENTS[0] <= context.count(" is a city in ") <= G.READING_STATEMENTS[1]
+        assert 0 < baselines[r["question_id"]] < 1
+        per_country[fact.answer] = per_country.get(fact.answer, 0) + 1
+    assert max(per_country.values()) <= G.READING_PER_COUNTRY
+    prov = json.loads((data / "provenance.json").read_text())[G.READING_SPLIT]
+    assert prov["n_items"] == len(reading_rows) and prov["params"]["statements"] == list(G.READING_STATEMENTS)
+
+
+def test_reading_split_loads_closed_and_open_book_with_its_factoid_twin(reading_rows):
+    icr = TASKS["icr_qa"].load(cfg(task="icr_qa", split=G.READING_SPLIT).task, 0)
+    factoid = TASKS["factoid_qa"].load(cfg(task="factoid_qa", split=G.READING_SPLIT).task, 0)
+    assert [e.id for e in icr] == [e.id for e in factoid] == [r["question_id"] for r in reading_rows]
+    assert all(e.context[0] and e.answers for e in icr)
+
+
+def test_an_unknown_split_names_the_splits_the_folder_has():
+    with pytest.raises(ConfigError, match=r"split='nope': no FreebaseQA-nope.json .* has split eval, reading, train"):
+        TASKS["factoid_qa"].load(cfg(task="factoid_qa", split="nope").task, 0)

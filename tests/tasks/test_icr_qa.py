@@ -108,6 +108,7 @@ def test_chat_prompts_wrap_both_books_in_the_models_template_and_still_fit(tok):
                            "<|im_start|>assistant\n")
     assert opened.text.endswith("Based on these texts, answer in a few words: What is the capital of France?"
                                 "<|im_end|>\n<|im_start|>assistant\n")
+    assert opened.text.startswith("<|im_start|>user\nQuestion: What is the capital of France?\n\n")  # asked before too
     assert opened.meta["truncated"] is True and len(chat_tok(opened.text)["input_ids"]) <= 300 - 32
     raw = TASK.prompts(ex, make_cfg(task="icr_qa", protocol="strict", dataset=DATA), chat_tok, 300)
     assert raw[0].text.startswith("Answer these questions:")  # raw stays the study's prompt
