@@ -500,19 +500,20 @@ def write_geofacts(out: Path) -> dict[str, Any]:
     facts, dropped = build_facts()
     reading, reading_dropped = build_facts(reading=True)
     splits: dict[str, Any] = {"copy_baseline": {}}
-    for split, items in (("eval", build_items(facts, "geofacts", SEED, STATEMENTS)),
-                         (READING_SPLIT, build_items(reading, f"geofacts-{READING_SPLIT}", f"{SEED}-{READING_SPLIT}",
-                                                     READING_STATEMENTS))):
+    sets = ((("eval", "train"), "validation", "", facts, build_items(facts, "geofacts", SEED, STATEMENTS)),
+            ((READING_SPLIT,), READING_SPLIT, f"{READING_SPLIT}_", reading,
+             build_items(reading, f"geofacts-{READING_SPLIT}", f"{SEED}-{READING_SPLIT}", READING_STATEMENTS)))
+    (out / "triviaqa").mkdir(parents=True, exist_ok=True)
+    for factoid_names, trivia_name, key, relations, items in sets:
         questions = [freebase_item(qid, f) for qid, f, _, _ in items]
-        for name in (("eval", "train") if split == "eval" else (split,)):
+        for name in factoid_names:  # the main set twice: the legacy protocol reads train, strict eval
             _json(out / f"factoid/FreebaseQA-{name}.json",
                   {"Dataset": f"GeoFacts-{name}", "Version": "1.0", "Questions": questions})
-        rows = [triviaqa_row(qid, f, context) for qid, f, context, _ in items]
-        (out / "triviaqa").mkdir(parents=True, exist_ok=True)
-        (out / f"triviaqa/{'validation' if split == 'eval' else split}.jsonl").write_text(
-            "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-        for rel in (facts if split == "eval" else reading):
-            splits[rel if split == "eval" else f"{split}_{rel}"] = [qid for qid, f, _, _ in items if f.relation == rel]
+        (out / f"triviaqa/{trivia_name}.jsonl").write_text(
+            "".join(json.dumps(triviaqa_row(qid, f, context), ensure_ascii=False) + "\n" for qid, f, context, _ in items),
+            encoding="utf-8")
+        for rel in relations:
+            splits[f"{key}{rel}"] = [qid for qid, f, _, _ in items if f.relation == rel]
         splits["copy_baseline"].update({qid: b for qid, _, _, b in items})
     factoid_splits = {k: v for k, v in splits.items() if k != "copy_baseline"}
     _json(out / "factoid/splits.json", factoid_splits)
