@@ -387,25 +387,33 @@ def continent_facts(countries: Mapping[str, dict], continents: Mapping[str, str]
     return out
 
 
-def build_facts(reading: bool = False) -> tuple[dict[str, list[Fact]], Counter]:
-    """All facts by relation (each sorted by subject) and the count of dropped items per reason; with
-    `reading`, the reading split's instead: countries of cities of :data:`READING_POPULATION`, no capital."""
+def build_sets() -> dict[str, tuple[dict[str, list[Fact]], Counter]]:
+    """Both sets from one read of GeoNames: ``{"eval": (facts, dropped), READING_SPLIT: (facts, dropped)}``,
+    facts by relation (each sorted by subject), dropped items counted per reason (the countries left
+    out count in both). The reading split holds the countries of cities of :data:`READING_POPULATION`
+    that are not a capital of the main set."""
     countries, cities, continents = load_geonames()
-    dropped: Counter = Counter()
-    usable = usable_countries(countries, dropped)
+    country_drops: Counter = Counter()
+    usable = usable_countries(countries, country_drops)
     by_country: dict[str, list[dict]] = defaultdict(list)
     for city in cities:
         by_country[city["countrycode"]].append(city)
-    if reading:
-        capitals = frozenset(fold(a) for f in capital_facts(usable, by_country, Counter()) for a in f.aliases)
-        facts = {"city_country": city_facts(usable, cities, dropped, population=READING_POPULATION,
-                                            per_country=READING_PER_COUNTRY, skip=capitals)}
-        return {r: sorted(fs, key=lambda f: (f.subject, f.answer)) for r, fs in facts.items()}, dropped
-    facts = {"capital": capital_facts(usable, by_country, dropped),
-             "city_country": city_facts(usable, cities, dropped),
-             "currency": currency_facts(usable, dropped),
-             "continent": continent_facts(usable, continents, dropped)}
-    return {r: sorted(fs, key=lambda f: (f.subject, f.answer)) for r, fs in facts.items()}, dropped
+    dropped, reading_dropped = Counter(country_drops), Counter(country_drops)
+    capitals = capital_facts(usable, by_country, dropped)
+    main = {"capital": capitals,
+            "city_country": city_facts(usable, cities, dropped),
+            "currency": currency_facts(usable, dropped),
+            "continent": continent_facts(usable, continents, dropped)}
+    reading = {"city_country": city_facts(usable, cities, reading_dropped, population=READING_POPULATION,
+                                          per_country=READING_PER_COUNTRY,
+                                          skip=frozenset(fold(a) for f in capitals for a in f.aliases))}
+    return {split: ({r: sorted(fs, key=lambda f: (f.subject, f.answer)) for r, fs in facts.items()}, drops)
+            for split, facts, drops in (("eval", main, dropped), (READING_SPLIT, reading, reading_dropped))}
+
+
+def build_facts(reading: bool = False) -> tuple[dict[str, list[Fact]], Counter]:
+    """The main set's facts and drop counts (see :func:`build_sets`); with `reading`, the reading split's."""
+    return build_sets()[READING_SPLIT if reading else "eval"]
 
 
 # -- questions and passages --------------------------------------------------------------------
@@ -497,8 +505,8 @@ def build_items(facts: Mapping[str, list[Fact]], prefix: str, seed: str,
 def write_geofacts(out: Path) -> dict[str, Any]:
     """Write the dataset under `out` (layout: module docstring); returns the provenance record."""
     start = time.perf_counter()
-    facts, dropped = build_facts()
-    reading, reading_dropped = build_facts(reading=True)
+    sets_by_split = build_sets()
+    (facts, dropped), (reading, reading_dropped) = sets_by_split["eval"], sets_by_split[READING_SPLIT]
     splits: dict[str, Any] = {"copy_baseline": {}}
     sets = ((("eval", "train"), "validation", "", facts, build_items(facts, "geofacts", SEED, STATEMENTS)),
             ((READING_SPLIT,), READING_SPLIT, f"{READING_SPLIT}_", reading,
