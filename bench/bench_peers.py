@@ -32,9 +32,11 @@ and writes ``bench/out/peers.json`` with every figure and the versions of both p
    refuses group 128 on SmolLM2's 576-wide inputs) through ``kick_core.compress.compress`` and
    llm-compressor's ``oneshot`` (``WandaPruningModifier``, ``SparseGPTModifier``, ``GPTQModifier``;
    sequential pipeline), each in its own process (wall time of the compress call, peak RSS), on the
-   *same* calibration token ids (kick's ``mmlu_val`` sampler, saved to a file). kick runs twice: as the
-   study runs it (``measure_error=True``: it also collects a Hessian per linear to report each layer's
-   error) and like for like (``measure_error=False``). Compared: realised sparsity, agreement of the
+   *same* calibration token ids (kick's ``mmlu_val`` sampler, saved to a file). kick runs as the study
+   runs it (the per-layer output-error report where the method's own Hessian gives it for free:
+   SparseGPT and GPTQ; none for Wanda), and again: SparseGPT and GPTQ like for like (no report, as
+   llm-compressor), Wanda with the opt-in report (``measure_error=True``, which collects a Hessian
+   per linear input only for it). Compared: realised sparsity, agreement of the
    zero positions, relative difference of the weights both keep, the relative output error
    ‖(W−Ŵ)X‖²/‖WX‖² of every linear on the *dense* model's calibration inputs, and the NLL on held-out
    CNN/DM windows.
@@ -512,6 +514,10 @@ def compress_config(method: str, n_calib: int, seqlen: int, group_size: int):
     return CompressConfig(method=method, sparsity=0.5, **common)
 
 
+MEASURE_ERROR = {"default": None, "on": True, "off": False}
+"""--measure-error of a kick worker -> compress(measure_error=...): None reports where the Hessian is free."""
+
+
 def kick_worker(args) -> int:
     """One kick compression in this process (run by the bench as a subprocess): prints a JSON line."""
     t_process = time.perf_counter()
@@ -525,7 +531,7 @@ def kick_worker(args) -> int:
     ids = torch.load(args.calib, weights_only=True)
     cfg = compress_config(args.kick_worker, int(ids.shape[0]), int(ids.shape[1]), args.group_size)
     loaded = rss_mib()
-    report, wall = timed(lambda: compress(model, tok, cfg, calib=ids, progress=False, measure_error=args.measure_error))
+    report, wall = timed(lambda: compress(model, tok, cfg, calib=ids, progress=False, measure_error=MEASURE_ERROR[args.measure_error]))
     peak = peak_rss_mib()
     prefix = decoder_blocks_path(model)
     weights = {f"{prefix}.{i}.{name}": layer.weight.detach().clone()
@@ -638,14 +644,18 @@ def bench_compression(model, tok, model_name: str, methods: Sequence[str], n_cal
 
     for method in methods:
         row: dict[str, Any] = {}
-        for label, measure in (("kick", True), ("kick_like_for_like", False)):
+        # as the study runs it (the error report where it is free), without any report, and Wanda with it
+        variants = {"kick": "default", "kick_like_for_like": "off"} if method != "wanda" else \
+            {"kick": "default", "kick_error_report": "on"}
+        for label, measure in variants.items():
             path = work / f"{label}_{method}.pt"
             cmd = [sys.executable, str(Path(__file__).resolve()), "--kick-worker", method, "--model", model_name,
                    "--calib", str(work / "calib.pt"), "--out", str(path), "--threads", str(threads),
-                   "--group-size", str(group_size)] + (["--measure-error"] if measure else [])
+                   "--group-size", str(group_size), "--measure-error", measure]
             row[label] = _run_json(cmd, REPO)
             print(f"  {method:9s} {label:18s} {row[label]['compress_s']:7.1f} s  peak RSS {row[label]['peak_rss_mib']:6.0f} MiB",
                   flush=True)
+        row.setdefault("kick_like_for_like", row["kick"])  # Wanda's default collects no extra statistic
         kick_w = torch.load(work / f"kick_{method}.pt", weights_only=True)
         row["kick"].update(quality(kick_w))
         if python is None:
@@ -710,8 +720,10 @@ def print_table(report: dict) -> None:
             row = c.get(method)
             if not row:
                 continue
-            for label in ("kick", "kick_like_for_like", "llm_compressor"):
-                x = row.get(label)
+            for label in ("kick", "kick_like_for_like", "kick_error_report", "llm_compressor"):
+                if label not in row or (label == "kick_like_for_like" and row[label] is row["kick"]):
+                    continue
+                x = row[label]
                 if not isinstance(x, dict):
                     print(f"  {method:9s} {label:18s} {x}")
                     continue
@@ -758,7 +770,7 @@ def main(argv: list[str] | None = None) -> int:
     # internal: one kick compression in a subprocess
     p.add_argument("--kick-worker", default=None, help=argparse.SUPPRESS)
     p.add_argument("--calib", default=None, help=argparse.SUPPRESS)
-    p.add_argument("--measure-error", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--measure-error", choices=list(MEASURE_ERROR), default="default", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.kick_worker:
         return kick_worker(args)

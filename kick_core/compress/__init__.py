@@ -68,7 +68,7 @@ def validate(model: nn.Module, cfg: CompressConfig) -> Compressor:
 
 
 def compress(model: nn.Module, tokenizer: Any, cfg: CompressConfig, *, calib: Any = None, progress: bool = True,
-             measure_error: bool = True, offload: bool = False, batch_size: int = 1,
+             measure_error: bool | None = None, offload: bool = False, batch_size: int = 1,
              world_seed: int = 0) -> CompressionReport:
     """Compress the linears of every decoder block of `model` in place, as `cfg` says.
 
@@ -80,7 +80,9 @@ def compress(model: nn.Module, tokenizer: Any, cfg: CompressConfig, *, calib: An
     Args:
         calib: a :class:`kick_core.data.CalibrationSet` (or an (n, seqlen) tensor of token ids) to use
             instead of sampling one from ``cfg.calib_dataset`` / ``n_calib`` / ``calib_seqlen`` / ``calib_seed``.
-        measure_error: report ‖WX − ŴX‖²/‖WX‖² per linear (costs one in × in matrix per linear of a block).
+        measure_error: report ‖WX − ŴX‖²/‖WX‖² per linear. None (default): where the method's own Hessian
+            gives it for free (SparseGPT, GPTQ, AWQ); True: for Wanda too, at the cost of one in × in
+            matrix per distinct linear input of a block; False: never.
         offload: keep calibration activations on the CPU between blocks.
         batch_size: calibration sequences per forward pass.
         world_seed: the embedded world to read when ``cfg.calib_dataset == 'world'``.

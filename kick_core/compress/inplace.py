@@ -65,7 +65,7 @@ class InPlace:
                     check_nm(W.shape[1], *cfg.nm, name=f"{prefix}.{i}.{name}")
 
     def apply(self, model: nn.Module, tokenizer: Any, cfg: CompressConfig, compressor: Compressor, times: StageTimes,
-              *, calib: Any = None, progress: bool = True, measure_error: bool = True, offload: bool = False,
+              *, calib: Any = None, progress: bool = True, measure_error: bool | None = None, offload: bool = False,
               batch_size: int = 1, world_seed: int = 0) -> Applied:
         target = cfg.target_sparsity
         if compressor.solve is None or (cfg.nm is None and target <= 0 and cfg.bits is None):

@@ -265,14 +265,16 @@ def _input_groups(trace: list[tuple[str, torch.Tensor]], layers: Mapping[str, nn
 
 @torch.no_grad()
 def run_layerwise(model: nn.Module, compressor: Compressor, cfg: CompressConfig, input_ids: torch.Tensor, *,
-                  batch_size: int = 1, offload: bool = False, measure_error: bool = True,
+                  batch_size: int = 1, offload: bool = False, measure_error: bool | None = None,
                   progress: bool = True) -> dict[str, LayerOutcome]:
     """Compress every decoder linear block by block on calibration `input_ids` (n, seqlen), in place.
 
     Args:
         batch_size: calibration sequences per forward pass (1 as in the study; more is faster, uses more memory).
         offload: keep the calibration hidden states on the CPU between blocks (saves accelerator memory).
-        measure_error: also collect each linear's Hessian (in × in) to report ‖WX − ŴX‖²/‖WX‖².
+        measure_error: report each linear's ‖WX − ŴX‖²/‖WX‖² from its Hessian (in × in). None (default):
+            only where the compressor collects the Hessian anyway (SparseGPT, GPTQ, AWQ), where it costs
+            nothing; True also collects it for the others (Wanda: about 1.6x its time), False never.
 
     Linears that read the very same input tensor share one set of statistics (``_SharedInputs``).
     With ``cfg.true_sequential`` the linears of a block are compressed in groups, in the order the
@@ -285,6 +287,8 @@ def run_layerwise(model: nn.Module, compressor: Compressor, cfg: CompressConfig,
     """
     blocks = decoder_blocks(model)
     prefix = decoder_blocks_path(model)
+    if measure_error is None:
+        measure_error = "hessian" in compressor.stats
     kinds = tuple(compressor.stats) + (("hessian",) if measure_error and "hessian" not in compressor.stats else ())
     inputs = capture_block_inputs(model, input_ids, batch_size=batch_size, offload=offload)
     log.info("%s: %d calibration sequences caught at block 0 (%d distinct call contexts)", compressor.name,

@@ -6,10 +6,11 @@ asks for the lowest-scoring entries here, so the comparison groups live in one p
 
 * :func:`unstructured_mask` with ``per_row=False`` — one group for the whole matrix (or SparseGPT's
   column block). As the study's ``prune_magnitude`` and ``SparseGPT.fasterprune``: the threshold is
-  the sorted score at index ``int(numel * sparsity)`` and every score ``<=`` it is pruned, so
+  the sorted score at index ``int(numel * sparsity)`` (``kthvalue``, no sort) and every score ``<=`` it is pruned, so
   ``int(numel * sparsity) + 1`` entries go when scores are distinct (ties add more).
 * :func:`unstructured_mask` with ``per_row=True`` — one group per output row. As Wanda's
-  ``prune_wanda``: a *stable* sort of each row and exactly ``int(in_features * sparsity)`` pruned.
+  ``prune_wanda``: exactly ``int(in_features * sparsity)`` pruned per row, the first ones of a
+  *stable* sort (ties go left to right), found with ``kthvalue`` instead of a sort.
 * :func:`nm_mask` — N:M along the input dimension. Worked example for ``2:4`` (N=2 *removed* of
   every M=4) on a row of 8 inputs: groups are columns 0-3 and 4-7 (starting at multiples of M), and
   the 2 lowest scores of each group are pruned::
@@ -45,13 +46,23 @@ def unstructured_mask(scores: torch.Tensor, sparsity: float, per_row: bool = Fal
         return mask
     if per_row:
         k = int(scores.shape[1] * sparsity)
-        if k:
-            order = torch.sort(scores, dim=-1, stable=True).indices  # (out, in)
-            mask.scatter_(1, order[:, :k], True)
-        return mask
+        return _lowest_k_per_row(scores, k) if k else mask
     flat = scores.flatten()
-    threshold = torch.sort(flat).values[int(flat.numel() * sparsity)]
+    threshold = torch.kthvalue(flat, int(flat.numel() * sparsity) + 1).values  # = sort(flat)[int(numel * sparsity)]
     return scores <= threshold
+
+
+def _lowest_k_per_row(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """The first k entries of each row in a *stable* ascending sort, without sorting.
+
+    Every score below the row's k-th smallest value is in; of the scores equal to it, the leftmost
+    ones fill the rest, as a stable sort orders ties by position. O(in) per row instead of a sort.
+    """
+    t = torch.kthvalue(scores, k, dim=1, keepdim=True).values  # (out, 1): the k-th smallest per row
+    below = scores < t
+    tied = scores == t
+    room = k - below.sum(dim=1, keepdim=True)  # tied entries still to take, >= 1
+    return below | (tied & (tied.cumsum(dim=1) <= room))
 
 
 def check_nm(in_features: int, n: int, m: int, name: str = "matrix") -> None:

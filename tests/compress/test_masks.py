@@ -41,6 +41,19 @@ def test_per_row_sort_is_stable_on_ties():
     assert masks.unstructured_mask(s, 0.5, per_row=True).tolist() == [[True, True, False, False]]
 
 
+@pytest.mark.parametrize("sparsity", [0.1, 0.5, 0.7])
+@pytest.mark.parametrize("levels", [3, 16, None])  # few distinct values: many ties in every row
+def test_masks_equal_the_reference_sorts(sparsity, levels):
+    """The sort-free selection picks exactly what the study's sorts pick, ties included."""
+    g = torch.Generator().manual_seed(1)
+    s = torch.randint(0, levels, (64, 96), generator=g).float() if levels else torch.rand(64, 96, generator=g)
+    k = int(96 * sparsity)
+    ref = torch.zeros_like(s, dtype=torch.bool).scatter_(1, torch.sort(s, dim=-1, stable=True).indices[:, :k], True)
+    assert torch.equal(masks.unstructured_mask(s, sparsity, per_row=True), ref)
+    threshold = torch.sort(s.flatten()).values[int(s.numel() * sparsity)]
+    assert torch.equal(masks.unstructured_mask(s, sparsity), s <= threshold)
+
+
 def test_sparsity_zero_prunes_nothing():
     assert not masks.unstructured_mask(_scores(), 0.0).any()
     assert not masks.unstructured_mask(_scores(), 0.0, per_row=True).any()
