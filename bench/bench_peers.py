@@ -72,10 +72,12 @@ bf16; the README has the table:
   (13.3x), left-padded batches of 16 28.0 s (3.3x); bf16 identical tokens 156/200 and 153/200 (the two
   generate modes agree with each other on 153/200: bf16 batch-shape rounding flips greedy choices);
   fp32, 50 prompts: 50/50 identical to both (6.6x / 2.6x). (On the Xeon, shared: 21.0x / 3.2x.)
-* compression (32 x 256 calibration tokens; machine otherwise idle): kick / llm-compressor wall s,
-  peak RSS MiB: Wanda 36.6 (17.0 without error measurement) / 23.5, 764 / 786; SparseGPT 54.6 /
-  60.8, 787 / 817; GPTQ 48.9 / 57.4, 774 / 825. Zero positions agree 99.74 % (Wanda) and 97.68 %
-  (SparseGPT); identical per-linear output errors (0.0316, 0.0185, 0.0042).
+* compression (32 x 256 calibration tokens; 2026-12-05, the 2-core AMD EPYC, otherwise idle;
+  ``bench/out/peers_compress.json``): kick / llm-compressor wall s, peak RSS MiB: Wanda 29.5 (53.5
+  with the opt-in error report) / 34.5, 716 / 800 (1.17x); SparseGPT 65.2 / 75.9, 767 / 805 (1.16x);
+  GPTQ 67.0 / 71.0, 763 / 818 (1.06x). Zero positions agree 99.76 % (Wanda) and 97.67 % (SparseGPT);
+  identical per-linear output errors (0.0316, 0.0185, 0.0042). (Earlier, on the Xeon, with the
+  error report then on by default for Wanda: Wanda 36.6 / 23.5, 0.64x; SparseGPT 1.11x; GPTQ 1.18x.)
 """
 
 from __future__ import annotations
