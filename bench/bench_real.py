@@ -32,14 +32,18 @@ PARAMS = REPO / "params" / "real.yaml"
 
 
 def cached_load_seconds(repeats: int = 3) -> list[float]:
-    """Seconds to load the packaged model from kick's converted cache (converted first if needed)."""
+    """Seconds to load the packaged model from kick's converted cache (converted first if needed), in the
+    study's dtype."""
+    import yaml
+
     from kick_core.models import load_model
 
-    load_model("smollm2-135m-instruct", dtype="bfloat16")  # fetch/convert once, outside the timing
+    dtype = yaml.safe_load(PARAMS.read_text())["base"]["dtype"]
+    load_model("smollm2-135m-instruct", dtype=dtype)  # fetch/convert once, outside the timing
     out = []
     for _ in range(repeats):
         t = time.perf_counter()
-        load_model("smollm2-135m-instruct", dtype="bfloat16")
+        load_model("smollm2-135m-instruct", dtype=dtype)
         out.append(time.perf_counter() - t)
     return out
 
@@ -93,6 +97,24 @@ def knowledge(runs) -> dict[str, object]:
     return out
 
 
+def whole_reading_split(results: Path) -> tuple[float, object]:
+    """The dense ICR-QA run of the study on every item of the reading split (not a sample), in its own study.
+
+    The study's ICR runs use a seeded sample (100 items) so that 25 compressions fit the time; the target
+    "open book at least 30 points above closed book" is a property of the dense model, best measured on all
+    items. Same base settings as ``params/real.yaml`` (model, dtype, prompts), n_examples left out.
+    """
+    import yaml
+
+    study = yaml.safe_load(PARAMS.read_text())
+    block = next(b for b in study["sweep"] if b["task"] == ["icr_qa"] and b["method"] == ["dense"])
+    block = {k: v for k, v in block.items() if k != "n_examples"}
+    params = results / "real_reading_all.yaml"
+    params.parent.mkdir(parents=True, exist_ok=True)
+    params.write_text(yaml.safe_dump({"study": "real_reading_all", "base": study["base"], "sweep": [block]}))
+    return run(params, results, report=False)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--results", type=Path, default=None,
@@ -119,6 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     report["stages"] = stage_seconds(study_dir)
     runs = load_runs(study_dir)
     report["knowledge"] = know = knowledge(runs)
+    whole_s, _ = whole_reading_split(results)
+    report["knowledge_whole_split"] = whole = knowledge(load_runs(results / "real_reading_all"))
+    report["whole_split_s"] = whole_s
 
     print(f"\nreal-model study: {study_dir}")
     print(f"  cached load        {statistics.median(loads):6.2f} s   (target <= 5 s; {', '.join(f'{x:.2f}' for x in loads)})")
@@ -133,13 +158,15 @@ def main(argv: list[str] | None = None) -> int:
     if "factoid_contains" in know:
         v, lo, hi, n = know["factoid_contains"]
         print(f"  dense closed-book factoid (contains)  {v:.1%} [{lo:.1%}, {hi:.1%}], n={n}")
-    if "icr_open" in know:
-        d, lo, hi = know["open_minus_closed"]
-        ok = d >= 0.30 and (know["copy_baseline"] is None or know["icr_open"] > know["copy_baseline"])
-        print(f"  dense ICR (contains): closed {know['icr_closed']:.1%}, open {know['icr_open']:.1%}, open - closed "
+    for label, k in (("the study's sample", know), (f"whole reading split ({whole_s:.0f} s)", whole)):
+        if "icr_open" not in k:
+            continue
+        d, lo, hi = k["open_minus_closed"]
+        ok = d >= 0.30 and (k["copy_baseline"] is None or k["icr_open"] > k["copy_baseline"])
+        print(f"  dense ICR (contains), {label}: closed {k['icr_closed']:.1%}, open {k['icr_open']:.1%}, open - closed "
               f"{d * 100:+.1f} pts [{lo * 100:+.1f}, {hi * 100:+.1f}], copy baseline "
-              f"{'n/a' if know['copy_baseline'] is None else format(know['copy_baseline'], '.1%')}, n={know['icr_n']}  (target: >= +30 pts and above the baseline: "
-              f"{'met' if ok else 'NOT met'})")
+              f"{'n/a' if k['copy_baseline'] is None else format(k['copy_baseline'], '.1%')}, n={k['icr_n']}  "
+              f"(target: >= +30 pts and above the baseline: {'met' if ok else 'NOT met'})")
     if not args.quick:
         report["answers"] = lines = answers(runs)
         print("  the paper's questions:")

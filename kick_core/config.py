@@ -36,7 +36,10 @@ from kick_core import methods
 from kick_core.checks import check_choice, check_positive
 from kick_core.errors import ConfigError, did_you_mean, lookup
 
-DTYPES = ("auto", "float32", "float16", "bfloat16")
+DTYPES = ("auto", "float32", "float16", "bfloat16", "bfloat16_if_native")
+BF16_IF_NATIVE = "bfloat16_if_native"
+"""dtype resolved when the model loads: bfloat16 where the device computes it natively, else float32
+(:func:`kick_core.models.concrete_dtype`)."""
 CHAT_TEMPLATES = ("auto", "vicuna_v1.1", "none")
 TASKS = ("factoid_qa", "mcq", "icr_qa", "summarisation", "instruction", "perplexity")
 PROTOCOLS = ("legacy", "strict")
@@ -112,7 +115,8 @@ class ModelConfig:
     use_fast_tokenizer: bool = True
     """False loads the slow tokenizer, as the original study did for LLaMA."""
     dtype: str = "auto"
-    """auto | float32 | float16 | bfloat16 (auto: the checkpoint's dtype; float32 for a GGUF, dequantised)."""
+    """auto | float32 | float16 | bfloat16 | bfloat16_if_native (auto: the checkpoint's dtype, float32 for a GGUF;
+    bfloat16_if_native: bfloat16 where the device computes it natively, else float32)."""
     device: str = "auto"
     """auto (cuda, else mps, else cpu) | cpu | cuda | cuda:N | mps; ignored with device_map."""
     device_map: str | None = None

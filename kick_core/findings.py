@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from kick_core.config import BF16_IF_NATIVE
 from kick_core.results import load_examples
 from kick_core.stats import paired_analysis
 
@@ -298,11 +299,15 @@ def model_notes(runs: pd.DataFrame) -> list[str]:
     """
     from kick_core.results import read_record
 
-    out, seen = [], set()
+    out, seen, resolved = [], set(), {}
     for run_dir in runs.drop_duplicates("run_id")["run_dir"]:
         rec = read_record(run_dir) or {}
         src = (rec.get("provenance") or {}).get("model_source") or {}
         model = (rec.get("config") or {}).get("model", {}).get("model")
+        if (rec.get("config") or {}).get("model", {}).get("dtype") == BF16_IF_NATIVE:
+            dtype = ((rec.get("compression") or {}).get("size") or {}).get("dtype")
+            cpu = ((rec.get("provenance") or {}).get("hardware") or {}).get("cpu_capability")
+            resolved.setdefault(model, {}).setdefault(dtype, set()).add(cpu or "unknown CPU")
         quant = src.get("quantisation")
         if not quant or model in seen or str(quant).upper() in ("F32", "F16", "BF16"):
             continue
@@ -311,4 +316,10 @@ def model_notes(runs: pd.DataFrame) -> list[str]:
                    f"Its weights were rounded to {quant} in the GGUF file, so 'dense' means that rounded model; "
                    "re-quantising it to the same bit width is not free unless kick's grid matches the file's "
                    "block layout, and the contrasts that measure compression are pruning, N:M and fewer bits.")
+    for model, dtypes in resolved.items():
+        said = "; ".join(f"{d} ({', '.join(sorted(c))})" for d, c in sorted(dtypes.items(), key=lambda kv: str(kv[0])))
+        mixed = (" **The runs are in different dtypes, so their differences include the dtype's**: re-run the study "
+                 "on one kind of machine, or set dtype explicitly.") if len(dtypes) > 1 else ""
+        out.append(f"**{model}** ran with dtype {BF16_IF_NATIVE}, resolved per machine to: {said} "
+                   f"(bfloat16 where the CPU has bf16 arithmetic, else float32).{mixed}")
     return out

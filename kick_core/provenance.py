@@ -56,6 +56,12 @@ def git_state() -> dict[str, Any]:
     return {"commit": commit, "dirty": dirty}
 
 
+def _cpu_bf16() -> bool:
+    from kick_core.models import native_bf16
+
+    return native_bf16(torch.device("cpu"))
+
+
 def hardware() -> dict[str, Any]:
     """CPU, thread count, memory and GPUs of this machine."""
     gpus = []
@@ -73,6 +79,8 @@ def hardware() -> dict[str, Any]:
         "processor": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),  # the kernels torch picked: AVX2, AVX512, ...
+        "cpu_bf16_native": _cpu_bf16(),
         "memory_gb": mem_gb,
         "gpus": gpus,
         "cuda": torch.version.cuda,

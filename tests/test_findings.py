@@ -163,3 +163,20 @@ def test_the_report_says_when_dense_is_a_dequantised_gguf(tmp_path):
     runs = pd.DataFrame({"run_id": ["r1", "r1", "r2"], "run_dir": [str(d), str(d), str(plain)]})
     (note,) = F.model_notes(runs)
     assert note.startswith("**smollm2-135m-instruct: the dense baseline is a dequantised Q4_1 model.**")
+
+
+def test_the_report_names_the_dtype_bfloat16_if_native_resolved_to_and_warns_when_runs_differ(tmp_path):
+    def run(name, dtype, cpu):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "record.json").write_text(json.dumps({
+            "run_id": name, "config": {"model": {"model": "m", "dtype": "bfloat16_if_native"}},
+            "compression": {"size": {"dtype": dtype}}, "provenance": {"hardware": {"cpu_capability": cpu}}}))
+        return str(d)
+
+    one = pd.DataFrame({"run_id": ["a", "b"], "run_dir": [run("a", "float32", "AVX2"), run("b", "float32", "AVX2")]})
+    (note,) = F.model_notes(one)
+    assert "resolved per machine to: float32 (AVX2)" in note and "different dtypes" not in note
+    both = pd.DataFrame({"run_id": ["a", "c"], "run_dir": [str(tmp_path / "a"), run("c", "bfloat16", "AVX512")]})
+    (note,) = F.model_notes(both)
+    assert "bfloat16 (AVX512); float32 (AVX2)" in note and "different dtypes" in note

@@ -70,6 +70,30 @@ def test_dtype_is_applied_at_load(tiny_model_dir):
     assert next(model.parameters()).dtype == torch.bfloat16
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_bfloat16_if_native_loads_bf16_only_where_the_cpu_computes_it(tiny_model_dir, monkeypatch, native):
+    """An AVX2 CPU emulates bf16 (5-8x slower than fp32): there the dtype resolves to float32."""
+    import kick_core.models as M
+
+    monkeypatch.setattr(M, "native_bf16", lambda device: native)
+    model, _ = load_model(str(tiny_model_dir), dtype="bfloat16_if_native")
+    want = torch.bfloat16 if native else torch.float32
+    assert next(model.parameters()).dtype == want
+    cfg = ModelConfig(model=str(tiny_model_dir), dtype="bfloat16_if_native")
+    assert M.concrete_dtype(cfg).dtype == str(want).removeprefix("torch.")
+    # caches are keyed by the weights' real dtype, so both spellings share one entry
+    concrete = ModelConfig(model=cfg.model, dtype=str(want).removeprefix("torch."))
+    assert fingerprint(cfg) == fingerprint(concrete)
+    assert M.concrete_dtype(concrete) is concrete  # explicit dtypes are never touched
+
+
+def test_native_bf16_asks_the_device():
+    from kick_core.models import native_bf16
+
+    assert native_bf16(torch.device("cpu")) in (True, False)
+    assert native_bf16(torch.device("meta")) is False  # anything but a CPU or CUDA: float32
+
+
 def test_pad_token_is_set(tiny_model_dir):
     _, tok = load_model(str(tiny_model_dir))
     assert tok.pad_token is not None

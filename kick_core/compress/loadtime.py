@@ -30,7 +30,7 @@ from kick_core.compress.family import Applied, target
 from kick_core import methods
 from kick_core.config import CompressConfig, ModelConfig
 from kick_core.log import StageTimes, timed
-from kick_core.models import fingerprint, resolve_device
+from kick_core.models import concrete_dtype, fingerprint, load_device
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +66,8 @@ class LoadTime:
     def load(self, model_cfg: ModelConfig, compress_cfg: CompressConfig, *, cache_dir: str | Path | None = None,
              progress: bool = True) -> tuple[nn.Module, Any, Any]:
         quantiser = loader(compress_cfg.method)
-        device = resolve_device(model_cfg.device) if model_cfg.device_map is None else torch.device(
-            "cuda" if torch.cuda.is_available() else "cpu")
+        model_cfg = concrete_dtype(model_cfg)
+        device = load_device(model_cfg)
         quantiser.check_supported(compress_cfg, device)
         # the kernels compute in this dtype: the model's when given, else fp16 on a GPU and fp32 on the CPU
         compute = getattr(torch, model_cfg.dtype) if model_cfg.dtype != "auto" else (

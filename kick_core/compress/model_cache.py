@@ -40,7 +40,7 @@ from kick_core.compress.report import CompressionReport, log_sanity
 from kick_core.config import CompressConfig, ModelConfig
 from kick_core.errors import KickError
 from kick_core.log import StageTimes, timed
-from kick_core.models import decoder_blocks, decoder_blocks_path, fingerprint, linear_layers
+from kick_core.models import concrete_dtype, decoder_blocks, decoder_blocks_path, fingerprint, linear_layers
 from kick_core.results import crash_point
 
 log = logging.getLogger(__name__)
@@ -122,6 +122,7 @@ def load_or_compress(model_cfg: ModelConfig, compress_cfg: CompressConfig, *, ca
         (model, tokenizer, report); ``report.cached`` says whether the weights came from the cache.
     """
     resolve(compress_cfg)  # fail on an unknown method before loading anything
+    model_cfg = concrete_dtype(model_cfg)  # the dtype the weights will have keys the cache and names the report
     return family_of(compress_cfg.method).load(model_cfg, compress_cfg, cache_dir=cache_dir, progress=progress)
 
 
