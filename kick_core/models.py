@@ -14,8 +14,7 @@ import json
 import logging
 import pickle
 from collections.abc import Mapping, Sequence
-import dataclasses
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -78,9 +77,9 @@ def concrete_dtype(cfg: ModelConfig) -> ModelConfig:
         return cfg
     device = load_device(cfg)
     dtype = "bfloat16" if native_bf16(device) else "float32"
-    log.info("dtype %s -> %s on %s (%s)", BF16_IF_NATIVE, dtype, device,
+    log.debug("dtype %s -> %s on %s (%s)", BF16_IF_NATIVE, dtype, device,
              torch.backends.cpu.get_cpu_capability() if device.type == "cpu" else device.type)
-    return dataclasses.replace(cfg, dtype=dtype)
+    return replace(cfg, dtype=dtype)
 
 
 def resolve_model_path(cfg: ModelConfig) -> str:
