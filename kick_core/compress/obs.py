@@ -31,21 +31,23 @@ def obs_sweep(W: torch.Tensor, Hinv: torch.Tensor, blocksize: int, target: Targe
     losses = torch.zeros(rows, device=W.device)
     for i1 in range(0, cols, blocksize):
         i2 = min(i1 + blocksize, cols)
-        W1 = W[:, i1:i2].clone()  # (out, b)
-        Q1 = torch.zeros_like(W1)
-        Err1 = torch.zeros_like(W1)
+        # the block is held transposed, (b, out): a column is a contiguous row, and the rank-1 update of the
+        # columns still to come is one contiguous addr_ (3x faster than on the strided (out, b) view at 1536 rows)
+        W1T = W[:, i1:i2].T.contiguous()
+        W1 = W1T.T  # (out, b) view of it, what the callbacks see
+        Q1 = Q[:, i1:i2]
+        Err1T = torch.zeros_like(W1T)
         Hinv1 = Hinv[i1:i2, i1:i2]  # (b, b)
+        d1 = Hinv1.diagonal().tolist()  # python floats: no 0-d tensor ops in the column loop
         if start_block is not None:
             start_block(i1, i2, W1, Hinv1)
         for i in range(i2 - i1):
-            w = W1[:, i]
-            d = Hinv1[i, i]
+            w = W1T[i]
             q = target(i1 + i, i, w, W1)
             Q1[:, i] = q
-            losses += (w - q) ** 2 / d**2 / 2
-            err = (w - q) / d
-            W1[:, i:] -= err.unsqueeze(1) @ Hinv1[i, i:].unsqueeze(0)
-            Err1[:, i] = err
-        Q[:, i1:i2] = Q1
-        W[:, i2:] -= Err1 @ Hinv[i1:i2, i2:]
+            err = Err1T[i]
+            torch.sub(w, q, out=err).div_(d1[i])  # (w - q) / d
+            W1T[i:].addr_(Hinv1[i, i:], err, alpha=-1.0)
+        losses += Err1T.square().sum(0) / 2  # sum over the block's columns of (w - q)^2 / d^2 / 2
+        W[:, i2:] -= Err1T.T @ Hinv[i1:i2, i2:]
     return Q, losses
