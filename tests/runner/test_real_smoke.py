@@ -1,9 +1,9 @@
-"""The real-model study's smoke twin (``params/smoke/real.yaml``) end to end on a tiny saved model.
+"""The real-model studies' smoke twins (``params/smoke/real.yaml``, ``real_full.yaml``) end to end on a tiny saved model.
 
 The same runner, notebooks, real data (geofacts closed and open book, shipped MMLU and CNN/DM, MMLU-val
 calibration) and report as ``make real``; only the model is tiny. The default selection runs the part
 that answers the open-book question (ICR-QA dense and pruned, factoid dense) and renders the report; the
-whole twin is ``slow``.
+whole twins are ``slow``.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from kick_core.runner.sweep import run_study
 
 REPO = Path(__file__).resolve().parents[2]
 SMOKE = REPO / "params" / "smoke" / "real.yaml"
+SMOKE_FULL = REPO / "params" / "smoke" / "real_full.yaml"
 
 
 def _check(summary, n_runs: int) -> None:
@@ -43,7 +44,8 @@ def test_the_real_studys_open_book_part_runs_and_reports_on_a_tiny_model(tiny_mo
 
 
 @pytest.mark.slow
-def test_the_whole_real_smoke_twin_runs_on_a_tiny_model(tiny_model_dir, tmp_path):
-    summary = run_study(SMOKE, results_dir=tmp_path / "res", overrides={"model": str(tiny_model_dir)}, jobs=2,
+@pytest.mark.parametrize("params", [SMOKE, SMOKE_FULL], ids=lambda p: p.stem)
+def test_the_whole_real_smoke_twin_runs_on_a_tiny_model(params, tiny_model_dir, tmp_path):
+    summary = run_study(params, results_dir=tmp_path / "res", overrides={"model": str(tiny_model_dir)}, jobs=2,
                         reuse_kernels=True, progress=False)
-    _check(summary, len(load_params(SMOKE).runs))
+    _check(summary, len(load_params(params).runs))
