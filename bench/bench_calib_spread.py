@@ -30,29 +30,36 @@ PARAMS = REPO / "params" / "real.yaml"
 METRICS = ("contains_open", "contains_closed")
 
 
-def icr_config(method: str, sparsity: float, n_calib: int, seed: int, n_examples: int):
-    """The study's ICR-QA run config for one compression and calibration draw."""
-    from kick_core.config import RunConfig
+def study_icr() -> tuple[dict, dict]:
+    """``params/real.yaml``'s base settings and the task settings of its dense ICR-QA block (one value each)."""
     from kick_core.paramsfile import read_params_file
 
-    base = dict(read_params_file(PARAMS)["base"])
-    block = dict(task="icr_qa", dataset="geofacts", split="reading", prompt_format="chat", n_examples=n_examples)
+    study = read_params_file(PARAMS)
+    block = next(b for b in study["sweep"] if b["task"] == ["icr_qa"] and b["method"] == ["dense"])
+    return dict(study["base"]), {k: v[0] for k, v in block.items() if k != "method"}
+
+
+def icr_config(base: dict, icr: dict, method: str, sparsity: float, n_calib: int, seed: int, n_examples: int):
+    """The study's ICR-QA run config for one compression and calibration draw."""
+    from kick_core.config import RunConfig
+
     comp = dict(method="dense", sparsity=None) if method == "dense" else dict(method=method, sparsity=sparsity)
-    return RunConfig.from_flat(**{**base, **block, **comp, "n_calib": n_calib, "calib_seed": seed})
+    return RunConfig.from_flat(**{**base, **icr, "n_examples": n_examples, **comp, "n_calib": n_calib,
+                                  "calib_seed": seed})
 
 
-def point(method: str, sparsity: float, n_calib: int, seed: int, n_examples: int) -> dict:
+def point(cfg) -> dict:
     from kick_core.compress.model_cache import load_or_compress
     from kick_core.evaluate import evaluate
 
-    cfg = icr_config(method, sparsity, n_calib, seed, n_examples)
     t = time.perf_counter()
     model, tokenizer, report = load_or_compress(cfg.model, cfg.compress, progress=False)
     compress_s = time.perf_counter() - t
     t = time.perf_counter()
     result = evaluate(model, tokenizer, cfg, progress=False)
-    row = {"method": method, "sparsity": sparsity, "n_calib": n_calib, "seed": seed, "cached": report.cached,
-           "compress_s": compress_s, "evaluate_s": time.perf_counter() - t}
+    c = cfg.compress
+    row = {"method": c.method, "sparsity": c.target_sparsity, "n_calib": c.n_calib, "seed": c.calib_seed,
+           "cached": report.cached, "compress_s": compress_s, "evaluate_s": time.perf_counter() - t}
     for m in METRICS:
         v = result.metrics[m]
         row[m] = (v["value"], v["ci_low"], v["ci_high"], v["n"])
@@ -77,24 +84,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sparsity", type=float, default=0.5)
     p.add_argument("--n-calib", nargs="+", type=int, default=[16, 32])
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    p.add_argument("--n-examples", type=int, default=100, help="ICR-QA items (the study: 100)")
+    p.add_argument("--n-examples", type=int, default=None, help="ICR-QA items (default: the study's)")
     p.add_argument("--quick", action="store_true", help="Wanda, 16 sequences, seeds 0-1")
     args = p.parse_args(argv)
     if args.quick:
         args.methods, args.n_calib, args.seeds = ["wanda"], [16], [0, 1]
 
-    rows = [point("dense", 0.0, args.n_calib[0], 0, args.n_examples)]
+    base, icr = study_icr()
+    n_examples = args.n_examples or icr["n_examples"]
+    rows = [point(icr_config(base, icr, "dense", 0.0, args.n_calib[0], 0, n_examples))]
     for method in args.methods:
         for n in args.n_calib:
             for seed in args.seeds:
-                rows.append(point(method, args.sparsity, n, seed, args.n_examples))
+                rows.append(point(icr_config(base, icr, method, args.sparsity, n, seed, n_examples)))
                 r = rows[-1]
                 print(f"  {method:9s} n_calib {n:3d} seed {seed}: open {r['contains_open'][0]:.2f}, closed "
                       f"{r['contains_closed'][0]:.2f}  ({'cached' if r['cached'] else 'compressed'} "
                       f"{r['compress_s']:.0f} s, evaluated {r['evaluate_s']:.0f} s)", flush=True)
 
     dense = rows[0]
-    print(f"\nICR-QA at {args.sparsity:.0%} sparsity, reading split, {args.n_examples} items "
+    print(f"\nICR-QA at {args.sparsity:.0%} sparsity, reading split, {n_examples} items "
           f"(dense: open {dense['contains_open'][0]:.2f}, closed {dense['contains_closed'][0]:.2f})")
     report = {"points": rows}
     for metric in METRICS:

@@ -39,12 +39,12 @@ def study_params(params: Path = PARAMS) -> dict:
     return read_params_file(params)
 
 
-def cached_load_seconds(params: Path = PARAMS, repeats: int = 3) -> list[float]:
+def cached_load_seconds(study: dict, repeats: int = 3) -> list[float]:
     """Seconds to load the packaged model from kick's converted cache (converted first if needed), in the
-    study's dtype."""
+    dtype of ``study`` (a params file as :func:`study_params` reads it)."""
     from kick_core.models import load_model
 
-    dtype = study_params(params)["base"]["dtype"]
+    dtype = study["base"]["dtype"]
     load_model("smollm2-135m-instruct", dtype=dtype)  # fetch/convert once, outside the timing
     out = []
     for _ in range(repeats):
@@ -103,7 +103,7 @@ def knowledge(runs) -> dict[str, object]:
     return out
 
 
-def whole_reading_split(results: Path, params: Path = PARAMS) -> tuple[float, object]:
+def whole_reading_split(results: Path, study: dict) -> tuple[float, object]:
     """The dense ICR-QA run of the study on every item of the reading split (not a sample), in its own study.
 
     The study's ICR runs use a seeded sample (100 items) so that its compressions fit the time; the target
@@ -112,7 +112,6 @@ def whole_reading_split(results: Path, params: Path = PARAMS) -> tuple[float, ob
     """
     import yaml
 
-    study = study_params(params)
     block = next(b for b in study["sweep"] if b["task"] == ["icr_qa"] and b["method"] == ["dense"])
     block = {k: v for k, v in block.items() if k != "n_examples"}
     params = results / "real_reading_all.yaml"
@@ -134,8 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     from kick_core.results import load_runs
 
     report: dict[str, object] = {}
-    name = study_params(args.params)["study"]
-    loads = cached_load_seconds(args.params)
+    study = study_params(args.params)
+    name = study["study"]
+    loads = cached_load_seconds(study)
     report["cached_load_s"] = loads
     only = ("factoid_qa-*__dense__*", "icr_qa-*__dense__*") if args.quick else ()
     results = args.results or HERE / "out" / (f"{name}-quick" if args.quick else f"{name}-study")
@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     report["stages"] = stage_seconds(study_dir)
     runs = load_runs(study_dir)
     report["knowledge"] = know = knowledge(runs)
-    whole_s, _ = whole_reading_split(results, args.params)
+    whole_s, _ = whole_reading_split(results, study)
     report["knowledge_whole_split"] = whole = knowledge(load_runs(results / "real_reading_all"))
     report["whole_split_s"] = whole_s
 

@@ -15,7 +15,9 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 def pytest_configure(config: pytest.Config) -> None:
     # Tests never write into the user's ~/.cache/kick: one throw-away cache per test session. The user's
     # cache stays known (read-only) to the slow tests that look for a model already fetched there.
-    os.environ.setdefault("KICK_TEST_USER_CACHE", os.environ.get("KICK_CACHE") or str(Path.home() / ".cache" / "kick"))
+    from kick_core.paths import cache_root
+
+    os.environ.setdefault("KICK_TEST_USER_CACHE", str(cache_root()))
     os.environ["KICK_CACHE"] = tempfile.mkdtemp(prefix="kick-test-cache-")
     # Kernel connection files and IPC sockets of the notebooks the tests execute stay out of ~/.local too.
     os.environ["JUPYTER_RUNTIME_DIR"] = tempfile.mkdtemp(prefix="kick-test-jupyter-")

@@ -276,7 +276,7 @@ def _real_smollm2() -> Path | None:
     """A wheel (or the .gguf) of the real model already on this machine, else None."""
     spec = packaged.PACKAGED["smollm2-135m-instruct"]
     roots = [Path(os.environ[packaged.WHEELHOUSE_ENV])] if os.environ.get(packaged.WHEELHOUSE_ENV) else []
-    roots.append(Path(os.environ.get("KICK_TEST_USER_CACHE") or Path.home() / ".cache" / "kick").expanduser() / "packaged")
+    roots.append(Path(os.environ["KICK_TEST_USER_CACHE"]) / "packaged")  # the user's cache (conftest)
     for root in roots:
         found = sorted(root.rglob(spec.wheel_glob)) + sorted(root.rglob(Path(spec.member).name))
         if found:
