@@ -75,6 +75,9 @@ def make_grid(W: torch.Tensor, bits: int, group_size: int | None = None, symmetr
     out, cols = W.shape
     gs = cols if group_size is None or group_size >= cols else group_size
     n_groups = -(-cols // gs)
+    if cols % gs == 0:  # equal groups: every (row, group) is one row of a (out * n_groups, gs) view
+        s, z = find_params(W.reshape(out * n_groups, gs), bits, symmetric)
+        return QuantGrid(s.reshape(out, n_groups), z.reshape(out, n_groups), bits, gs)
     scales, zeros = [], []
     for g in range(n_groups):
         s, z = find_params(W[:, g * gs:(g + 1) * gs], bits, symmetric)
@@ -85,7 +88,13 @@ def make_grid(W: torch.Tensor, bits: int, group_size: int | None = None, symmetr
 
 def dequantize_on_grid(W: torch.Tensor, grid: QuantGrid) -> torch.Tensor:
     """Fake-quantise every column of W on `grid` (the grid's groups along the input dimension)."""
-    scale, zero = grid.column_params(slice(0, W.shape[1]))
+    out, cols = W.shape
+    if cols % grid.group_size == 0:  # equal groups: broadcast each group's (scale, zero) over its columns
+        shape = (out, cols // grid.group_size, 1)
+        Q = quantize(W.float().reshape(out, -1, grid.group_size), grid.scale.reshape(shape), grid.zero.reshape(shape),
+                     grid.maxq)
+        return Q.reshape(out, cols)
+    scale, zero = grid.column_params(slice(0, cols))
     return quantize(W.float(), scale, zero, grid.maxq)
 
 

@@ -56,6 +56,22 @@ def test_rtn_keeps_pruned_weights_exactly_zero():
     assert torch.all(Q[mask] == 0)
 
 
+@pytest.mark.parametrize("cols,group_size", [(64, 16), (60, 16), (64, None)])
+@pytest.mark.parametrize("symmetric", [False, True])
+def test_rtn_grid_is_each_groups_own_min_max_grid_whether_groups_divide_the_columns_or_not(cols, group_size, symmetric):
+    """The grouped fast path (equal groups as rows of one view) and the uneven last group give what
+    `find_params` gives on each (row, group) slice alone, and every column is snapped on its group's grid."""
+    W = torch.randn(6, cols, generator=torch.Generator().manual_seed(cols))
+    W[1] = 0.0  # an all-zero row
+    grid = rtn.make_grid(W, 3, group_size, symmetric)
+    gs = group_size or cols
+    for g, c0 in enumerate(range(0, cols, gs)):
+        s, z = rtn.find_params(W[:, c0:c0 + gs], 3, symmetric)
+        assert torch.equal(grid.scale[:, g], s) and torch.equal(grid.zero[:, g], z)
+    scale, zero = grid.column_params(slice(0, cols))
+    assert torch.equal(rtn.dequantize_on_grid(W, grid), rtn.quantize(W, scale, zero, grid.maxq))
+
+
 def test_storage_bits_counts_codes_scales_and_zero_points():
     assert rtn.storage_bits(4, 256, 4, 128, symmetric=False) == 4 * 256 * 4 + 4 * 2 * (16 + 4)
     assert rtn.storage_bits(4, 256, 8, None, symmetric=True) == 4 * 256 * 8 + 4 * 16
