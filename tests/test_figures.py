@@ -197,6 +197,22 @@ def test_headline_figure_has_a_panel_per_method_and_bits_with_the_band_shaded(ru
     assert F.plot_headline(runs[runs["method"] == "dense"]).axes[0].texts  # nothing compressed: says so
 
 
+def test_panels_that_would_share_a_colour_get_distinct_shades_and_perplexity_stays_the_bold_line(runs):
+    """MMLU letter and cloze are two panels of one task: two lines, told apart in the legend."""
+    mcq = runs[runs["task"] == "mcq"]
+    two = pd.concat([runs[runs["task"] != "mcq"], mcq.assign(variant="letter", run_id=mcq["run_id"] + "-l"),
+                     mcq.assign(variant="cloze", run_id=mcq["run_id"] + "-c")], ignore_index=True)
+    fig = F.plot_headline(two)
+    assert "Multiple-choice QA (MMLU), letter — accuracy" in [t.get_text() for t in fig.legends[0].get_texts()]
+    lines = {c.get_label(): c[0] for c in fig.axes[0].containers}  # each errorbar's data line, by panel
+    colour = {name: matplotlib.colors.to_hex(line.get_color()) for name, line in lines.items()}
+    cloze, letter = colour["Multiple-choice QA (MMLU), cloze — accuracy"], colour["Multiple-choice QA (MMLU), letter — accuracy"]
+    assert cloze == L.PANEL_COLOURS[("mcq", None)] and letter != cloze  # the first by name keeps the task's colour
+    assert colour["Closed-book factoid QA — answer contained"] == L.PANEL_COLOURS[("factoid_qa", None)]
+    assert lines["Perplexity"].get_linewidth() > lines["Closed-book factoid QA — answer contained"].get_linewidth()
+    assert len({L.shade("#9467bd", k) for k in range(5)}) == 5 and L.shade("#000000", 1) != "#000000"
+
+
 def test_metric_figures_draw_chance_and_the_copy_baseline(runs):
     baselines = pd.DataFrame([{"task": "icr_qa", "metric": "exact_match_open", "protocol": "strict", "model": "m",
                                "baseline": 0.52}])

@@ -43,7 +43,11 @@ def labelled(runs: pd.DataFrame) -> pd.DataFrame:
     df["panel"] = [L.panel_title(t, m, p, v) + ("" if one_model else f" [{mod}]")
                    for t, m, p, mod, v in zip(df["task"], df["metric"], df["protocol"], df["model"], variant)]
     df["panel_order"] = [L.panel_order(t, m) for t, m in zip(df["task"], df["metric"])]
-    df["colour"] = [L.panel_colour(t, m) for t, m in zip(df["task"], df["metric"])]
+    base = [L.panel_colour(t, m) for t, m in zip(df["task"], df["metric"])]
+    shades: dict[tuple[str, str], int] = {}  # panels that share a colour get its shades, in name order
+    for colour, panel in sorted(set(zip(base, df["panel"]))):
+        shades[(colour, panel)] = sum(c == colour for c, _ in shades)
+    df["colour"] = [L.shade(c, shades[(c, p)]) for c, p in zip(base, df["panel"])]
     df["compression"] = [L.compression_label(*r) for r in
                          zip(df["method"], df["structure"], df["sparsity"], df["bits"], df["group_size"], df["slug"])]
     df["kind"] = [L.compression_kind(m, s, b) for m, s, b in zip(df["method"], df["structure"], df["bits"])]

@@ -78,6 +78,21 @@ def panel_colour(task: str, metric: str) -> str:
     return PANEL_COLOURS.get(panel_key(task, metric), "#7f7f7f")
 
 
+def shade(colour: str, k: int) -> str:
+    """The k-th shade of a ``#rrggbb`` panel colour, for panels that would share it (MMLU letter and
+    cloze, or one task on two models): 0 is the colour itself, then alternately darker and lighter by
+    40 % and 80 %; a near-black colour (perplexity) goes lighter only, by 30 % a step (greys)."""
+    if k == 0:
+        return colour
+    rgb = [int(colour[i:i + 2], 16) for i in (1, 3, 5)]
+    if sum(rgb) < 0.2 * 3 * 255:
+        lighter, t = True, min(0.9, 0.3 * k)
+    else:
+        lighter, t = k % 2 == 0, min(0.8, 0.4 * ((k + 1) // 2))
+    mixed = [round(c + (255 - c) * t) if lighter else round(c * (1 - t)) for c in rgb]
+    return "#" + "".join(f"{c:02x}" for c in mixed)
+
+
 def metric_name(metric: str) -> str:
     base, _ = split_book(metric)
     return METRIC_NAMES.get(metric) or METRIC_NAMES.get(base) or base.replace("_", " ")
