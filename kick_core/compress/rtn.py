@@ -70,32 +70,27 @@ def codes(x: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor, maxq: int) -
     return torch.clamp(torch.round(x / scale) + zero, 0, maxq).to(torch.int32)
 
 
+def _groups(W: torch.Tensor, group_size: int) -> torch.Tensor:
+    """W (out, in) as (out, n_groups, group_size), the last group padded with zeros when it is short:
+    the padding changes no group's grid, whose range always includes 0 (:func:`find_params`)."""
+    pad = -W.shape[1] % group_size
+    return (torch.nn.functional.pad(W, (0, pad)) if pad else W).reshape(W.shape[0], -1, group_size)
+
+
 def make_grid(W: torch.Tensor, bits: int, group_size: int | None = None, symmetric: bool = False) -> QuantGrid:
     """Grid of W (out, in): one (scale, zero) per row, or per row and group of `group_size` columns."""
-    out, cols = W.shape
+    cols = W.shape[1]
     gs = cols if group_size is None or group_size >= cols else group_size
-    n_groups = -(-cols // gs)
-    if cols % gs == 0:  # equal groups: every (row, group) is one row of a (out * n_groups, gs) view
-        s, z = find_params(W.reshape(out * n_groups, gs), bits, symmetric)
-        return QuantGrid(s.reshape(out, n_groups), z.reshape(out, n_groups), bits, gs)
-    scales, zeros = [], []
-    for g in range(n_groups):
-        s, z = find_params(W[:, g * gs:(g + 1) * gs], bits, symmetric)
-        scales.append(s)
-        zeros.append(z)
-    return QuantGrid(torch.stack(scales, 1), torch.stack(zeros, 1), bits, gs)
+    groups = _groups(W, gs)
+    s, z = find_params(groups.reshape(-1, gs), bits, symmetric)  # every (row, group) as one row
+    return QuantGrid(s.reshape(groups.shape[:2]), z.reshape(groups.shape[:2]), bits, gs)
 
 
 def dequantize_on_grid(W: torch.Tensor, grid: QuantGrid) -> torch.Tensor:
     """Fake-quantise every column of W on `grid` (the grid's groups along the input dimension)."""
     out, cols = W.shape
-    if cols % grid.group_size == 0:  # equal groups: broadcast each group's (scale, zero) over its columns
-        shape = (out, cols // grid.group_size, 1)
-        Q = quantize(W.float().reshape(out, -1, grid.group_size), grid.scale.reshape(shape), grid.zero.reshape(shape),
-                     grid.maxq)
-        return Q.reshape(out, cols)
-    scale, zero = grid.column_params(slice(0, cols))
-    return quantize(W.float(), scale, zero, grid.maxq)
+    Q = quantize(_groups(W.float(), grid.group_size), grid.scale[..., None], grid.zero[..., None], grid.maxq)
+    return Q.reshape(out, -1)[:, :cols].contiguous()
 
 
 def quantize_weight(W: torch.Tensor, bits: int, group_size: int | None = None, symmetric: bool = False,

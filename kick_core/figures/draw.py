@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from kick_core.figures import labels as L
-from kick_core.figures.frames import CORPUS_TASKS, curves, heatmap_frame, labelled, nm_frame, relative_frame
+from kick_core.figures.frames import curves, heatmap_frame, labelled, nm_frame, relative_frame
 from kick_core.results import atomic_write_bytes
 
 CI_NOTE = ("Bars: the run's bootstrap 95% CI (resampling examples; perplexity: its evaluation windows), "
@@ -122,7 +122,7 @@ def plot_headline(runs: pd.DataFrame, *, tolerance: float = 0.05, zoom: tuple[fl
             groups = list(d.groupby("panel", sort=False))
             step = 0.6 if axis == "sparsity" else 0.025  # spread the lines' points a little so CIs do not overlap
             for k, (panel, g) in enumerate(groups):
-                colour, ppl = g["colour"].iloc[0], g["task"].iloc[0] in CORPUS_TASKS
+                colour, ppl = g["colour"].iloc[0], g["task"].iloc[0] == "perplexity"
                 p = _mean_by_x(g, ["ratio", "ratio_low", "ratio_high"])
                 x = p["x"] + (k - (len(groups) - 1) / 2) * step * (p["x"] > 0)
                 h = ax.errorbar(x, p["ratio"], yerr=_yerr(p, "ratio", "ratio_low", "ratio_high"), color=colour,

@@ -59,8 +59,8 @@ def test_rtn_keeps_pruned_weights_exactly_zero():
 @pytest.mark.parametrize("cols,group_size", [(64, 16), (60, 16), (64, None)])
 @pytest.mark.parametrize("symmetric", [False, True])
 def test_rtn_grid_is_each_groups_own_min_max_grid_whether_groups_divide_the_columns_or_not(cols, group_size, symmetric):
-    """The grouped fast path (equal groups as rows of one view) and the uneven last group give what
-    `find_params` gives on each (row, group) slice alone, and every column is snapped on its group's grid."""
+    """Groups taken as rows of one view (a short last group zero-padded) give what `find_params` gives
+    on each (row, group) slice alone, and every column is snapped on its group's grid."""
     W = torch.randn(6, cols, generator=torch.Generator().manual_seed(cols))
     W[1] = 0.0  # an all-zero row
     grid = rtn.make_grid(W, 3, group_size, symmetric)
